@@ -1,0 +1,30 @@
+"""Camera sources and the registry that maps a config ``type`` to its classes.
+
+Each source lives in one module holding its pydantic config class and its runtime class. The
+registry below is filled explicitly (no import side effects, no plugin discovery) so that reading
+this file tells you every source the daemon can run, and the config schema is built from it.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from edge.cameras.base import Camera, CameraError, Frame, GrabTimeout
+from edge.cameras.sim import SimCamera, SimCameraConfig
+
+CAMERAS: dict[str, tuple[type[BaseModel], type]] = {
+    "sim": (SimCameraConfig, SimCamera),
+}
+
+
+def create_camera(config: BaseModel) -> Camera:
+    """Build the runtime camera for a validated camera config (picked by its ``type``)."""
+    kind = getattr(config, "type", None)
+    if kind not in CAMERAS:
+        raise CameraError(f"unknown camera type {kind!r} (known: {', '.join(sorted(CAMERAS))})")
+    camera_cls = CAMERAS[kind][1]
+    camera: Camera = camera_cls(config)
+    return camera
+
+
+__all__ = ["CAMERAS", "Camera", "CameraError", "Frame", "GrabTimeout", "create_camera"]

@@ -1,0 +1,53 @@
+"""What every camera source hands the daemon, and how it says it failed.
+
+The daemon only knows this module: a camera is anything with ``open()``, ``grab(timeout)`` and
+``close()`` that returns :class:`Frame` objects. Keeping the contract here (and not in a concrete
+source) lets the core loop stay ignorant of which backend is configured, and lets a bad image be
+carried to the publisher as data (``Frame.error``) instead of an exception that ends the stream.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class CameraError(Exception):
+    """The source cannot deliver frames at all (missing folder, no images, device gone)."""
+
+
+class GrabTimeout(CameraError):
+    """No frame became due within the ``grab`` timeout; the stream is still alive."""
+
+
+@dataclass
+class Frame:
+    """One captured (or attempted) image.
+
+    ``image`` is ``None`` exactly when ``error`` says why (an unreadable file, an incomplete
+    buffer); the daemon then publishes a fail-safe NG verdict for it. ``frame_id`` counts grabs from
+    1 within one source; ``t_capture`` is wall-clock epoch seconds at capture.
+    """
+
+    image: np.ndarray | None
+    frame_id: int
+    source: str
+    t_capture: float = field(default_factory=time.time)
+    error: str | None = None
+    decode_ms: float = 0.0
+
+
+class Camera(Protocol):
+    """The runtime half of a camera source, as the daemon uses it."""
+
+    def open(self) -> None:
+        """Acquire the source; raise :class:`CameraError` naming what is missing."""
+
+    def grab(self, timeout: float) -> Frame | None:
+        """Next frame, ``None`` at the end of a finite stream; :class:`GrabTimeout` if not due yet."""
+
+    def close(self) -> None:
+        """Release the source; safe to call twice and from another thread."""

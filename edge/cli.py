@@ -1,0 +1,159 @@
+"""The ``edge-inspect`` command: run the inspection daemon, or watch its verdicts.
+
+Everything the daemon does can be set in the YAML config; the options here override single
+values so a bench run needs no file at all (``edge-inspect --camera sim --bundle B --source D``)
+and a service can keep one file while a technician tries another bundle. Overrides go through the
+same validation as the file. Heavy imports (onnxruntime, OpenCV) happen only when the daemon runs,
+so ``edge-inspect subscribe`` starts fast on any machine with pyzmq.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_STARTUP = 2
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+# option name -> (dotted config key, is a filesystem path given relative to the working directory)
+OVERRIDES: dict[str, tuple[str, bool]] = {
+    "camera": ("camera.type", False),
+    "bundle": ("bundle", True),
+    "source": ("camera.source", True),
+    "fps": ("camera.fps", False),
+    "loop": ("camera.loop", False),
+    "max_frames": ("camera.max_frames", False),
+    "publish": ("publish.endpoint", False),
+    "station": ("station", False),
+    "send_map": ("publish.send_map", False),
+    "wait_subscriber": ("publish.wait_subscriber_s", False),
+    "threads": ("runtime.threads", False),
+    "log_level": ("log_level", False),
+}
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    """SIGINT and SIGTERM only set ``stop``; the loops notice it within their wait timeout."""
+
+    def _handler(signum: int, _frame: object) -> None:
+        logging.getLogger(__name__).info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGTERM, _handler)
+
+
+def build_overrides(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Dotted-key overrides for the options the user actually gave, and the option name for each."""
+    overrides: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    for name, (key, is_path) in OVERRIDES.items():
+        value = options.get(name)
+        if value is None:
+            continue
+        if is_path:
+            value = os.path.abspath(os.path.expanduser(str(value)))
+        overrides[key] = value
+        labels[key] = "--" + name.replace("_", "-")
+    return overrides, labels
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML config file (see configs/sim.yaml). Options below override its values.")
+@click.option("--validate-config", is_flag=True,
+              help="Check the config and the bundle it names, print the result and exit (0 = valid, 2 = not).")
+@click.option("--camera", metavar="TYPE", help="Camera source type (camera.type), e.g. 'sim' to replay image files.")
+@click.option("--bundle", metavar="DIR", help="Model bundle folder with bundle.yaml (bundle).")
+@click.option("--source", metavar="DIR_OR_GLOB",
+              help="Images for the sim camera: a folder (searched recursively) or a quoted glob (camera.source).")
+@click.option("--fps", type=click.FloatRange(min=0),
+              help="Frames per second to grab; 0 = as fast as possible (camera.fps).")
+@click.option("--loop/--no-loop", default=None, help="Replay the source forever / stop at its end (camera.loop).")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames (camera.max_frames).")
+@click.option("--publish", metavar="ENDPOINT",
+              help="ZeroMQ endpoint to bind for verdicts, e.g. tcp://0.0.0.0:5556 (publish.endpoint).")
+@click.option("--station", metavar="NAME", help="Station name; verdicts go out on topic verdict.NAME (station).")
+@click.option("--send-map/--no-send-map", default=None,
+              help="Append the anomaly map PNG to each verdict as a third frame (publish.send_map).")
+@click.option("--wait-subscriber", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Before the first frame, wait up to SECONDS for a subscriber (publish.wait_subscriber_s).")
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (runtime.threads).")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Log verbosity (log_level); each verdict is one INFO line.")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, validate_config: bool, **options: Any) -> None:
+    """Line-side visual inspection: grab frames, decide OK/NG with a PatchCore bundle, publish verdicts.
+
+    Without a command, runs the inspection daemon until its source ends or it gets SIGTERM/SIGINT
+    (exit 0). A config, bundle, source or port problem prints one error and exits 2.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from edge.config import ConfigError, load_config
+
+    overrides, labels = build_overrides(options)
+    try:
+        config = load_config(config_path, overrides, labels)
+    except ConfigError as exc:
+        click.echo(f"edge-inspect: config error: {exc}", err=True)
+        if config_path is None:
+            click.echo("edge-inspect: give --config FILE, or the options in edge-inspect --help", err=True)
+        ctx.exit(EXIT_STARTUP)
+    logging.basicConfig(level=config.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    if validate_config:
+        ctx.exit(_validate(config))
+    from edge.daemon import InspectionDaemon, StartupError
+
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    try:
+        code = InspectionDaemon(config, stop).run()
+    except StartupError as exc:
+        click.echo(f"edge-inspect: error: {exc}", err=True)
+        ctx.exit(EXIT_STARTUP)
+    ctx.exit(code)
+
+
+def _validate(config: Any) -> int:
+    """``--validate-config``: the config parsed; now check that its bundle loads."""
+    from edge.bundle import BundleError, load_bundle
+
+    try:
+        bundle = load_bundle(config.bundle)
+    except BundleError as exc:
+        click.echo(f"edge-inspect: error: bundle: {exc}", err=True)
+        return EXIT_STARTUP
+    click.echo(f"config OK: station {config.station}, bundle {bundle.bundle_id}, camera {config.camera.type}, "
+               f"publish {config.publish.endpoint}")
+    return 0
+
+
+@main.command()
+@click.argument("endpoint")
+@click.option("--count", type=click.IntRange(min=1), metavar="N",
+              help="Exit 0 after N verdicts (default: run until Ctrl-C).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="S",
+              help="Exit 1 if no verdict arrives for S seconds.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each verdict's JSON payload on one line instead of a summary line.")
+@click.option("--station", metavar="NAME", help="Only verdicts from this station (default: all stations).")
+def subscribe(endpoint: str, count: int | None, timeout: float | None, as_json: bool, station: str | None) -> None:
+    """Connect to ENDPOINT (e.g. tcp://10.0.0.5:5556) and print verdicts as they arrive.
+
+    Sequence gaps (lost verdicts) are reported on stderr as they happen; a summary line
+    (received, gaps, OK, NG) goes to stderr at the end.
+    """
+    from edge.subscriber import subscribe as run_subscriber
+
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    code = run_subscriber(endpoint, count=count, timeout_s=timeout, as_json=as_json, station=station, stop=stop)
+    sys.exit(code)

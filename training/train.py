@@ -1,0 +1,196 @@
+"""Fitting PatchCore on a folder of good images and reading the resulting run back.
+
+A run directory is what export starts from: ``model.pt`` holds the config, the input spec and the
+full state dict (backbone weights and memory bank, so loading needs no weights cache), and
+``run.yaml`` records how the run was made (data, split, seed, device, timings, versions) so that a
+bundle on a line can be traced back to the exact images behind its memory bank.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+import torchvision
+import yaml
+from tqdm import tqdm
+
+from edge.preprocess import InputSpec
+from training.backbones import BACKBONES
+from training.coreset import subsample
+from training.data import iter_batches, list_train_images, split_train_validation
+from training.patchcore import PatchCore, PatchCoreConfig
+
+log = logging.getLogger(__name__)
+
+RUN_FORMAT = 1
+MODEL_FILE = "model.pt"
+RUN_FILE = "run.yaml"
+
+
+class RunError(RuntimeError):
+    """A run directory is missing, incomplete or unreadable."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but torch sees no CUDA GPU")
+    return torch.device(device)
+
+
+def input_spec_for(config: PatchCoreConfig) -> InputSpec:
+    """The pixel preparation the backbone was pretrained with, at the config's input size."""
+    info = BACKBONES[config.backbone]
+    height, width = config.input_size
+    spec = InputSpec(height=height, width=width, mean=info.mean, std=info.std)
+    spec.check()
+    return spec
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder so a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def fit(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    config: PatchCoreConfig | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    device: str = "auto",
+    batch_size: int = 8,
+    max_images: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Fit PatchCore on ``data_dir/train/good`` and write ``model.pt`` and ``run.yaml`` to ``out_dir``.
+
+    The validation images set aside by the seeded split never enter the memory bank.
+    ``max_images`` caps how many of the remaining images are used (for quick runs).
+    Returns ``out_dir``.
+    """
+    config = (config or PatchCoreConfig()).resolved()
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1, got {max_images}")
+    torch_device = resolve_device(device)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    data_root = Path(data_dir).expanduser().resolve()
+    split = split_train_validation(list_train_images(data_root), val_fraction, seed)
+    train_images = split.train[:max_images] if max_images else split.train
+    spec = input_spec_for(config)
+    model = PatchCore(config).to(torch_device).eval()
+    timings["setup"] = time.perf_counter() - started
+
+    tick = time.perf_counter()
+    chunks: list[torch.Tensor] = []
+    batches = iter_batches(train_images, spec, batch_size)
+    total = math.ceil(len(train_images) / batch_size)
+    with torch.no_grad():
+        for batch in tqdm(batches, total=total, desc="embedding", unit="batch", disable=not progress):
+            chunks.append(model.embed(torch.from_numpy(batch).to(torch_device)))
+    embeddings = torch.cat(chunks)
+    del chunks
+    timings["embedding"] = time.perf_counter() - tick
+    log.info("embedded %s images into %s patches of dimension %s", len(train_images), *embeddings.shape)
+
+    tick = time.perf_counter()
+    bank = subsample(embeddings, config.coreset_ratio, seed=seed, progress=progress)
+    model.set_memory_bank(bank)
+    timings["coreset"] = time.perf_counter() - tick
+    log.info("memory bank: %s x %s", *bank.shape)
+
+    tick = time.perf_counter()
+    out = Path(out_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    checkpoint = {"config": config.to_dict(), "input_spec": spec.to_dict(), "state_dict": state_dict}
+    _write_atomic(out / MODEL_FILE, lambda p: torch.save(checkpoint, p))
+    timings["save"] = time.perf_counter() - tick
+
+    run = {
+        "run_format": RUN_FORMAT,
+        "config": config.to_dict(),
+        "input_spec": spec.to_dict(),
+        "dataset": str(data_root),
+        "n_train_images": len(train_images),
+        "n_validation_images": len(split.validation),
+        "train_images": [str(p) for p in train_images],
+        "validation_images": [str(p) for p in split.validation],
+        "seed": seed,
+        "device": str(torch_device),
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": str(torch.__version__),
+            "torchvision": str(torchvision.__version__),
+            "timm": str(timm.__version__),
+        },
+        "memory_bank_shape": [int(v) for v in bank.shape],
+    }
+    text = yaml.safe_dump(run, sort_keys=False)
+    _write_atomic(out / RUN_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+    log.info("wrote %s (%s)", out, ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    return out
+
+
+def read_run_yaml(run_dir: Path) -> dict[str, Any]:
+    """The parsed ``run.yaml`` of ``run_dir``, checked for the run format."""
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        raise RunError(f"{run_dir}: not a training run (no {RUN_FILE})")
+    try:
+        run = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RunError(f"{path}: cannot parse ({exc})") from exc
+    if not isinstance(run, dict) or run.get("run_format") != RUN_FORMAT:
+        raise RunError(f"{path}: not a run_format {RUN_FORMAT} file")
+    return run
+
+
+def load_run(run_dir: str | Path) -> tuple[PatchCore, dict[str, Any]]:
+    """The fitted model (CPU, eval mode, bank loaded) and the ``run.yaml`` dict of ``run_dir``."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: run directory does not exist")
+    run = read_run_yaml(run_dir)
+    path = run_dir / MODEL_FILE
+    if not path.is_file():
+        raise RunError(f"{run_dir}: no {MODEL_FILE}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling a damaged file can raise almost anything
+        raise RunError(f"{path}: cannot load ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(checkpoint, dict) or not {"config", "input_spec", "state_dict"} <= set(checkpoint):
+        raise RunError(f"{path}: missing config, input_spec or state_dict")
+    try:
+        config = PatchCoreConfig.from_dict(checkpoint["config"])
+        # The state dict holds the backbone weights too: no pretrained weights needed here.
+        model = PatchCore(config, pretrained=False)
+        model.load_state_dict(checkpoint["state_dict"], strict=True)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise RunError(f"{path}: does not hold a valid PatchCore model ({exc})") from exc
+    if model.memory_bank.numel() == 0:
+        raise RunError(f"{path}: memory bank is empty")
+    return model.eval(), run
