@@ -157,3 +157,13 @@ def subscribe(endpoint: str, count: int | None, timeout: float | None, as_json: 
     install_stop_handlers(stop)
     code = run_subscriber(endpoint, count=count, timeout_s=timeout, as_json=as_json, station=station, stop=stop)
     sys.exit(code)
+
+
+def _register_commands() -> None:
+    """Command groups that live in their own modules (importing only click at this point)."""
+    from edge.camera_bench import camera_bench
+
+    main.add_command(camera_bench, name="camera-bench")
+
+
+_register_commands()

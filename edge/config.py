@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from edge.cameras import CAMERAS
@@ -72,6 +72,29 @@ class RuntimeConfig(BaseModel):
     )
 
 
+class WatchdogConfig(BaseModel):
+    """``watchdog:`` what to do when the camera stops delivering: reconnect with a growing delay, then give up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    no_frame_s: float = Field(
+        0.0, ge=0, description="Reconnect when no frame arrived for this long; 0 = never (an externally "
+        "triggered line may idle). A lost device is reconnected regardless.",
+    )
+    reconnect_delay_s: float = Field(1.0, gt=0, description="Wait before the first reconnect attempt.")
+    reconnect_max_delay_s: float = Field(30.0, gt=0, description="The delay doubles per failed attempt up to this.")
+    reconnect_budget: int = Field(
+        5, ge=1, description="Failed reconnect attempts in a row (no frame in between) before the daemon exits 1 "
+        "and leaves the restart to systemd.",
+    )
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> WatchdogConfig:
+        if self.reconnect_max_delay_s < self.reconnect_delay_s:
+            raise ValueError("reconnect_max_delay_s must be >= reconnect_delay_s")
+        return self
+
+
 class EdgeConfig(BaseModel):
     """The whole daemon configuration file."""
 
@@ -86,6 +109,7 @@ class EdgeConfig(BaseModel):
     camera: CameraConfig
     publish: PublishConfig = Field(default_factory=PublishConfig, description="Where verdicts are published.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Inference runtime settings.")
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description="Camera loss and reconnects.")
     log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @field_validator("bundle")

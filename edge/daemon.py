@@ -5,7 +5,10 @@ delivers gets exactly one verdict with the next ``seq`` (a frame that cannot be 
 fail-safe NG with ``error`` set, never a crash); SIGTERM/SIGINT only set the stop event, so the
 frame in flight is finished and published before the socket is flushed and closed and the process
 exits 0; a problem that makes starting pointless (missing or bad bundle, missing source, port in
-use) is one line on stderr and exit code 2, so systemd and the operator see why at once.
+use) is one line on stderr and exit code 2, so systemd and the operator see why at once. A camera
+lost mid-shift (or silent past ``watchdog.no_frame_s``) is closed and reopened with a doubling
+delay while ``status.<station>`` messages tell the line it is down; after
+``watchdog.reconnect_budget`` failed attempts in a row the daemon exits 1 for systemd to restart.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import time
 from dataclasses import dataclass
 
 from edge.bundle import Bundle, BundleError, load_bundle
-from edge.cameras import Camera, CameraError, Frame, GrabTimeout, create_camera
+from edge.cameras import Camera, CameraDisconnected, CameraError, Frame, GrabTimeout, create_camera
 from edge.config import EdgeConfig
 from edge.inference import Inspection, Inspector
 from edge.publisher import Publisher, PublishError
+from edge.status import CameraState, build_status, encode_status
 from edge.verdict import build_verdict, encode_verdict
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,7 @@ class Counters:
     verdicts: int = 0
     errors: int = 0
     failures_in_row: int = 0
+    reconnects: int = 0
 
 
 class InspectionDaemon:
@@ -59,6 +64,8 @@ class InspectionDaemon:
         self.inspector: Inspector | None = None
         self.publisher: Publisher | None = None
         self.camera: Camera | None = None
+        self._failed_attempts = 0
+        self._last_frame_at = time.monotonic()
 
     def start(self) -> None:
         """Load and open everything, in the order it is later closed in reverse; StartupError on failure."""
@@ -94,9 +101,10 @@ class InspectionDaemon:
             self._wait_for_subscriber()
             self._loop()
             c = self.counters
-            log.info("stopped: frames=%d verdicts=%d errors=%d last_seq=%d", c.frames, c.verdicts, c.errors, c.verdicts)
+            log.info("stopped: frames=%d verdicts=%d errors=%d last_seq=%d reconnects=%d camera=%s", c.frames,
+                     c.verdicts, c.errors, c.verdicts, c.reconnects, self._camera_stats())
         except RuntimeFailure as exc:
-            log.error("stopping: %s", exc)
+            log.error("stopping: %s (camera=%s)", exc, self._camera_stats())
             return EXIT_FAILURE
         finally:
             self.shutdown()
@@ -112,18 +120,74 @@ class InspectionDaemon:
 
     def _loop(self) -> None:
         assert self.camera is not None
+        no_frame_s = self.config.watchdog.no_frame_s
+        self._last_frame_at = time.monotonic()
         while not self.stop.is_set():
             try:
                 frame = self.camera.grab(GRAB_TIMEOUT_S)
             except GrabTimeout:
+                silent = time.monotonic() - self._last_frame_at
+                if no_frame_s > 0 and silent > no_frame_s:
+                    self._reconnect(f"no frame for {silent:.1f} s")
+                continue
+            except CameraDisconnected as exc:
+                self._reconnect(str(exc))
                 continue
             except CameraError as exc:
                 raise RuntimeFailure(f"camera: {exc}") from None
             if frame is None:
                 log.info("end of stream")
                 return
+            self._last_frame_at = time.monotonic()
+            self._failed_attempts = 0
             self.process(frame)
         log.info("stop requested")
+
+    def _camera_stats(self) -> dict[str, int]:
+        stats = getattr(self.camera, "stats", None)
+        return stats() if callable(stats) else {}
+
+    def _reconnect(self, reason: str) -> None:
+        """Close and reopen the camera with a doubling delay until it opens, ``stop`` is set or the budget is spent.
+
+        The budget counts failed attempts since the last delivered frame, so a camera that reopens but
+        never delivers (or flaps) still ends in exit 1 instead of looping forever.
+        """
+        assert self.camera is not None
+        watchdog = self.config.watchdog
+        camera = self.camera
+        log.warning("camera down: %s", reason)
+        camera.close()
+        while not self.stop.is_set():
+            if self._failed_attempts >= watchdog.reconnect_budget:
+                self._publish_status("gave_up", reason, None)
+                raise RuntimeFailure(
+                    f"camera: gave up after {self._failed_attempts} failed reconnect attempts (last: {reason})"
+                )
+            delay = min(watchdog.reconnect_delay_s * 2 ** self._failed_attempts, watchdog.reconnect_max_delay_s)
+            self._publish_status("down", reason, delay)
+            if self.stop.wait(delay):
+                return
+            try:
+                camera.open()
+            except CameraError as exc:
+                self._failed_attempts += 1
+                reason = str(exc)
+                log.warning("reconnect attempt %d failed: %s", self._failed_attempts, reason)
+                continue
+            self._failed_attempts += 1  # reset only by a delivered frame
+            self.counters.reconnects += 1
+            self._last_frame_at = time.monotonic()
+            log.info("camera reconnected (attempt %d)", self._failed_attempts)
+            self._publish_status("up", None, None)
+            return
+
+    def _publish_status(self, state: CameraState, reason: str | None, next_retry_s: float | None) -> None:
+        assert self.publisher is not None
+        message = build_status(station=self.config.station, camera=state, reason=reason,
+                               attempt=self._failed_attempts, next_retry_s=next_retry_s,
+                               stats=self._camera_stats(), verdicts=self.counters.verdicts)
+        self.publisher.send(encode_status(message))
 
     def process(self, frame: Frame) -> dict[str, object]:
         """Inspect one frame (or record why not), publish its verdict, return the payload."""

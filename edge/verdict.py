@@ -19,8 +19,15 @@ Payload, schema version 1 (``VERDICT_SCHEMA_VERSION``)::
     seq               int     1, 2, 3 ... +1 per published verdict of this daemon run; a jump means
                               verdicts were lost, a drop back to 1 means the daemon restarted
     frame_id          int     camera's frame counter (from 1)
+    device_frame_id   int     the producer's own frame id (GenTL cameras); null where there is none.
+                              A jump larger than 1 means images the camera made were not inspected
+                              (pipeline behind with buffer_handling newest, or lost on the link)
     source            str     where the frame came from (file path for the sim camera)
-    t_capture         float   epoch seconds when the frame was captured
+    t_capture         float   epoch seconds when the frame was captured (host clock)
+    timestamp_ns      int     the image's timestamp in ns: the camera's own buffer timestamp when
+                              the device gives one, else t_capture in epoch ns
+    timestamp_clock   str     "device" (timestamp_ns is from the camera's clock: compare it only
+                              with other timestamps of the same camera) or "host" (epoch ns)
     t_publish         float   epoch seconds when the verdict was handed to ZeroMQ
     verdict           str     "OK" or "NG"
     score             float   raw image anomaly score; null when the frame was not inspected
@@ -39,11 +46,15 @@ Payload, schema version 1 (``VERDICT_SCHEMA_VERSION``)::
     counters          object  frames (frames grabbed so far), errors (error verdicts so far)
     has_map           bool    whether frame 2 (anomaly map PNG) follows
 
+``device_frame_id``, ``timestamp_ns`` and ``timestamp_clock`` were added within schema 1 (fields
+are only ever added within a version): a reader must accept verdicts that lack them.
+
 Example::
 
-    {"schema": 1, "station": "station1", "seq": 42, "frame_id": 42,
-     "source": "/data/imgs/000042.png", "t_capture": 1732250000.123, "t_publish": 1732250000.171,
-     "verdict": "NG", "score": 3.81, "normalized_score": 1.27, "threshold": 3.0,
+    {"schema": 1, "station": "station1", "seq": 42, "frame_id": 42, "device_frame_id": null,
+     "source": "/data/imgs/000042.png", "t_capture": 1732250000.123, "timestamp_ns": 1732250000123000000,
+     "timestamp_clock": "host", "t_publish": 1732250000.171,
+     "verdict": "NG", "score": 3.81, "normalized_score": 0.635, "threshold": 3.0,
      "pixel_threshold": 2.6, "regions": [{"x": 120, "y": 88, "w": 40, "h": 22, "area": 610,
      "peak": 4.2}], "error": null, "bundle_id": "bottle-2024-11-20-ab12cd34",
      "latency_ms": {"decode": 2.1, "preprocess": 1.5, "inference": 38.0, "postprocess": 2.2,
@@ -65,12 +76,15 @@ if TYPE_CHECKING:
 VERDICT_SCHEMA_VERSION = 1
 TOPIC_PREFIX = "verdict."
 VERDICTS = ("OK", "NG")
+CLOCKS = ("device", "host")
 LATENCY_KEYS = ("decode", "preprocess", "inference", "postprocess", "publish", "total")
 REQUIRED_FIELDS = (
     "schema", "station", "seq", "frame_id", "source", "t_capture", "t_publish", "verdict", "score",
     "normalized_score", "threshold", "pixel_threshold", "regions", "error", "bundle_id", "latency_ms",
     "counters", "has_map",
 )
+# Added within schema 1: always sent, but a reader must not require them (older senders lack them).
+ADDED_FIELDS = ("device_frame_id", "timestamp_ns", "timestamp_clock")
 
 
 class VerdictError(ValueError):
@@ -129,8 +143,11 @@ def build_verdict(
         "station": station,
         "seq": int(seq),
         "frame_id": int(frame.frame_id),
+        "device_frame_id": None if frame.device_frame_id is None else int(frame.device_frame_id),
         "source": frame.source,
         "t_capture": float(frame.t_capture),
+        "timestamp_ns": int(frame.timestamp_ns) if frame.timestamp_ns is not None else round(frame.t_capture * 1e9),
+        "timestamp_clock": frame.timestamp_clock if frame.timestamp_ns is not None else "host",
         "t_publish": None,
         "verdict": verdict,
         "score": score,
@@ -199,6 +216,8 @@ def parse_verdict(parts: list[bytes]) -> ReceivedVerdict:
         raise VerdictError(f"topic {topic!r} does not match station {message['station']!r}")
     if message["verdict"] not in VERDICTS:
         raise VerdictError(f"verdict must be OK or NG, got {message['verdict']!r}")
+    if message.get("timestamp_clock", "host") not in CLOCKS:
+        raise VerdictError(f"timestamp_clock must be device or host, got {message['timestamp_clock']!r}")
     map_png = parts[2] if len(parts) == 3 else None
     if bool(message["has_map"]) != (map_png is not None):
         raise VerdictError("has_map does not match the number of message frames")

@@ -23,9 +23,7 @@ from training.train import fit
 
 log = logging.getLogger(__name__)
 
-# Chosen on mvtec_bottle: 1% of the patches keeps image and pixel AUROC of 10% at a fraction
-# of the edge latency (the bank size drives the nearest-neighbour cost).
-DEFAULT_CORESET_RATIO = 0.01
+DEFAULT_CORESET_RATIO = PatchCoreConfig().coreset_ratio  # chosen by AUROC vs bank size, see there
 USER_ERRORS = (DatasetError, BackboneWeightsError, ImageReadError, ValueError, OSError)
 
 

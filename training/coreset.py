@@ -5,7 +5,7 @@ that still covers them all: start from one random patch, then repeatedly add the
 from everything chosen so far. Distances are computed on a seeded random Johnson-Lindenstrauss
 projection (128 dimensions by default), as in the paper, which preserves them well enough and
 makes each step one matrix-vector product. Each step is a single fused pass over the projected
-features (``addmv`` then an in-place minimum), so it runs on whatever device the features are on
+features (``addmm`` then an in-place minimum), so it runs on whatever device the features are on
 and stays bandwidth-bound on CPU.
 """
 
@@ -46,24 +46,28 @@ def greedy_coreset_indices(
         raise ValueError(f"coreset size must be in [1, {total}], got {count}")
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        projected = random_projection(features, projection_dim, generator).contiguous()
-        sq_norms = (projected * projected).sum(dim=1)
+        projected = random_projection(features, projection_dim, generator)
+        # Columns are points: one step reads the matrix row by row, which vectorises across points.
+        columns = projected.T.contiguous()
+        del projected
+        sq_norms = (columns * columns).sum(dim=0, keepdim=True)
+        device = columns.device
         start = int(torch.randint(total, (1,), generator=generator).item())
-        selected = torch.empty(count, dtype=torch.long, device=projected.device)
+        selected = torch.empty(count, dtype=torch.long, device=device)
         selected[0] = start
-        # min_dist[i]: squared distance from row i to its nearest selected row.
-        min_dist = torch.full((total,), float("inf"), dtype=torch.float32, device=projected.device)
+        # min_dist[0, i]: squared distance from point i to its nearest selected point.
+        min_dist = torch.full((1, total), float("inf"), dtype=torch.float32, device=device)
         dist = torch.empty_like(min_dist)
-        current = torch.tensor(start, device=projected.device)
+        current = torch.tensor([start], device=device)
         for i in tqdm(range(1, count), desc="coreset", unit="pt", disable=not progress, mininterval=1.0):
-            center = projected[current]
-            # |x|^2 - 2 x.c + |c|^2, fused into one pass over the projected features.
-            torch.addmv(sq_norms, projected, center, beta=1.0, alpha=-2.0, out=dist)
-            dist.add_(sq_norms[current])
+            center = torch.index_select(columns, 1, current)  # (D, 1)
+            # |x|^2 - 2 c.x + |c|^2 for every point x, one pass over the projected features.
+            torch.addmm(sq_norms, center.T, columns, alpha=-2.0, out=dist)
+            dist.add_(torch.index_select(sq_norms, 1, current))
             torch.minimum(min_dist, dist, out=min_dist)
-            min_dist[current] = float("-inf")  # never pick a chosen row again, even among duplicates
-            current = torch.argmax(min_dist)
-            selected[i] = current
+            min_dist.index_fill_(1, current, float("-inf"))  # never pick a chosen point again
+            current = torch.argmax(min_dist, dim=1)
+            selected[i] = current[0]
     return selected
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from edge.cameras.base import Camera, CameraError, Frame, GrabTimeout
+from edge.cameras.base import Camera, CameraDisconnected, CameraError, Frame, GrabTimeout
+from edge.cameras.gentl import GenTLCamera, GenTLCameraConfig
 from edge.cameras.sim import SimCamera, SimCameraConfig
 
 CAMERAS: dict[str, tuple[type[BaseModel], type]] = {
     "sim": (SimCameraConfig, SimCamera),
+    "gentl": (GenTLCameraConfig, GenTLCamera),
 }
 
 
@@ -27,4 +29,4 @@ def create_camera(config: BaseModel) -> Camera:
     return camera
 
 
-__all__ = ["CAMERAS", "Camera", "CameraError", "Frame", "GrabTimeout", "create_camera"]
+__all__ = ["CAMERAS", "Camera", "CameraDisconnected", "CameraError", "Frame", "GrabTimeout", "create_camera"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -23,13 +23,21 @@ class GrabTimeout(CameraError):
     """No frame became due within the ``grab`` timeout; the stream is still alive."""
 
 
+class CameraDisconnected(CameraError):
+    """The device went away mid-stream (cable, power, producer error); ``close`` then ``open`` may bring it back."""
+
+
 @dataclass
 class Frame:
     """One captured (or attempted) image.
 
     ``image`` is ``None`` exactly when ``error`` says why (an unreadable file, an incomplete
     buffer); the daemon then publishes a fail-safe NG verdict for it. ``frame_id`` counts grabs from
-    1 within one source; ``t_capture`` is wall-clock epoch seconds at capture.
+    1 within one source; ``t_capture`` is wall-clock epoch seconds at capture. ``device_frame_id``
+    is the producer's own frame counter where it gives one (a jump means frames the device made
+    were never inspected). ``timestamp_ns`` is the device's timestamp of the image when the device
+    gives one (``timestamp_clock`` "device": ticks of the camera's clock, not epoch time), otherwise
+    ``t_capture`` in epoch nanoseconds (``timestamp_clock`` "host"); it is always set after init.
     """
 
     image: np.ndarray | None
@@ -38,6 +46,14 @@ class Frame:
     t_capture: float = field(default_factory=time.time)
     error: str | None = None
     decode_ms: float = 0.0
+    device_frame_id: int | None = None
+    timestamp_ns: int | None = None
+    timestamp_clock: Literal["device", "host"] = "host"
+
+    def __post_init__(self) -> None:
+        if self.timestamp_ns is None:
+            self.timestamp_ns = round(self.t_capture * 1e9)
+            self.timestamp_clock = "host"
 
 
 class Camera(Protocol):
@@ -50,4 +66,7 @@ class Camera(Protocol):
         """Next frame, ``None`` at the end of a finite stream; :class:`GrabTimeout` if not due yet."""
 
     def close(self) -> None:
-        """Release the source; safe to call twice and from another thread."""
+        """Release the source; safe to call twice and from another thread. ``open`` may follow."""
+
+    def stats(self) -> dict[str, int]:
+        """Counters since the first ``open`` (frames, timeouts, incomplete, dropped, ...), for logs and status."""

@@ -4,6 +4,11 @@ It behaves like a line camera as far as the daemon can tell: frames arrive on a 
 at ``fps`` (so slow inference does not stretch the nominal rate, and a late frame does not cause a
 catch-up burst), the stream ends or loops, and a file that will not decode becomes a frame with
 ``error`` set rather than an exception, exactly as an incomplete buffer would from a real camera.
+It can also stand in for the GenTL camera where no producer is at hand: files shuffled with a
+seed, frames passed through a camera pixel format (encoded, then decoded by :mod:`edge.pixels`),
+``software`` trigger semantics (a missed trigger is an error frame, not a silent skip), and
+injected faults (timeouts, incomplete buffers, device loss for a while or for good) so the
+daemon's watchdog and reconnect path can be exercised end to end.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import random
 import threading
 import time
 from pathlib import Path
@@ -19,12 +25,32 @@ from typing import Literal
 import cv2
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from edge.cameras.base import CameraError, Frame, GrabTimeout
+from edge.cameras.base import CameraDisconnected, CameraError, Frame, GrabTimeout
+from edge.cameras.pacing import Pacer
 from edge.imageio import IMAGE_SUFFIXES, ImageReadError, list_images, read_image
+from edge.pixels import PIXEL_FORMATS, PixelFormatError, decode, encode
 
 log = logging.getLogger(__name__)
 
 GLOB_CHARS = ("*", "?", "[")
+
+
+class SimFaultsConfig(BaseModel):
+    """``camera.faults:`` faults the sim camera injects, to exercise the daemon's recovery on the bench."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_every: int | None = Field(None, ge=1, description="Every Nth grab times out (no frame consumed).")
+    incomplete_every: int | None = Field(
+        None, ge=1, description="Every Nth frame arrives incomplete: skipped and counted (free_run) or an error "
+        "frame (software trigger).",
+    )
+    disconnect_after: int | None = Field(
+        None, ge=1, description="After this many frames since (re)opening, the device is lost."
+    )
+    down_for_s: float | None = Field(
+        0.0, ge=0, description="After a loss, open() fails for this long; null = the device never comes back."
+    )
 
 
 class SimCameraConfig(BaseModel):
@@ -44,6 +70,22 @@ class SimCameraConfig(BaseModel):
         None, gt=0, description="Stop after this many frames (counts loops); none = no limit."
     )
     recursive: bool = Field(True, description="Search sub-folders of a folder source.")
+    shuffle: bool = Field(False, description="Replay in a random order (reshuffled on each loop).")
+    seed: int = Field(0, description="Seed for shuffle, so a shuffled run can be repeated exactly.")
+    trigger: Literal["free_run", "software"] = Field(
+        "free_run", description="software: every grab is a trigger and a missed image is an error frame."
+    )
+    pixel_format: str | None = Field(
+        None, description="Pass each image through this camera pixel format (e.g. BayerRG8, Mono12) and back."
+    )
+    faults: SimFaultsConfig = Field(default_factory=SimFaultsConfig, description="Injected faults (bench only).")
+
+    @field_validator("pixel_format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in PIXEL_FORMATS:
+            raise ValueError(f"unknown pixel format {value!r} (supported: {', '.join(PIXEL_FORMATS)})")
+        return value
 
     @field_validator("source")
     @classmethod
@@ -81,79 +123,123 @@ class SimCamera:
     def __init__(self, config: SimCameraConfig) -> None:
         self.config = config
         self._files: list[Path] = []
+        self._order: list[Path] = []
         self._index = 0
         self._count = 0
-        self._next_due: float | None = None
-        self._late = 0
+        self._grabs = 0
+        self._since_open = 0
+        self._down_until: float | None = None
+        self._lost = False
+        self._rng = random.Random(config.seed)
         self._closed = threading.Event()
+        self._pacer = Pacer(config.fps, self._closed, "sim camera")
+        self._stats = dict.fromkeys(
+            ("frames", "timeouts", "incomplete", "dropped", "triggers", "trigger_misses", "decode_errors", "opens"), 0
+        )
 
     @property
     def files(self) -> list[Path]:
-        """The images this camera will replay, in order."""
-        return list(self._files)
+        """The images this camera will replay, in order (the first pass when shuffled)."""
+        return list(self._order)
 
     @property
     def late_frames(self) -> int:
         """How often the schedule restarted because a frame was grabbed more than a period late."""
-        return self._late
+        return self._pacer.late
+
+    def stats(self) -> dict[str, int]:
+        """Counters since construction, with the GenTL camera's keys."""
+        return {**self._stats, "late_triggers": self._pacer.late}
 
     def open(self) -> None:
-        """List the images now so a missing or empty source fails at start-up, not mid-shift."""
-        self._files = find_images(self.config.source, self.config.recursive)
-        self._index = 0
-        self._count = 0
-        self._next_due = None
+        """List the images now so a missing or empty source fails at start-up, not mid-shift.
+
+        A reopen after a (simulated) device loss keeps the replay position, like a camera that
+        comes back on the same line; it fails while the device is still down.
+        """
+        if self._lost:
+            if self._down_until is None or time.monotonic() < self._down_until:
+                raise CameraError("sim camera: device not found (simulated loss)")
+            self._lost = False
+        if not self._files:
+            self._files = find_images(self.config.source, self.config.recursive)
+            self._order = self._new_order()
+            self._index = 0
+            self._count = 0
+        self._since_open = 0
+        self._pacer.reset()
         self._closed.clear()
-        log.info("sim camera: %d images from %s (fps=%s, loop=%s)", len(self._files), self.config.source,
-                 self.config.fps or "max", self.config.loop)
+        self._stats["opens"] += 1
+        log.info("sim camera: %d images from %s (fps=%s, loop=%s, shuffle=%s, pixel_format=%s)", len(self._files),
+                 self.config.source, self.config.fps or "max", self.config.loop, self.config.shuffle,
+                 self.config.pixel_format or "-")
+
+    def _new_order(self) -> list[Path]:
+        order = list(self._files)
+        if self.config.shuffle:
+            self._rng.shuffle(order)
+        return order
 
     def grab(self, timeout: float) -> Frame | None:
         """Next frame when it is due; ``None`` at the end; :class:`GrabTimeout` if not due in ``timeout``."""
-        if self._closed.is_set() or not self._files:
+        if self._closed.is_set() or not self._files or self._lost:
             return None
-        if self.config.max_frames is not None and self._count >= self.config.max_frames:
-            return None
-        if self._index >= len(self._files):
-            if not self.config.loop:
+        config, faults = self.config, self.config.faults
+        while True:
+            if config.max_frames is not None and self._count >= config.max_frames:
                 return None
-            self._index = 0
-        if self.config.fps > 0 and not self._wait_until_due(timeout):
-            return None
-        path = self._files[self._index]
-        self._index += 1
-        self._count += 1
+            if self._index >= len(self._order):
+                if not config.loop:
+                    return None
+                self._order = self._new_order()
+                self._index = 0
+            if faults.disconnect_after is not None and self._since_open >= faults.disconnect_after:
+                self._lose_device()
+            if not self._pacer.wait(timeout):
+                return None
+            self._grabs += 1
+            if faults.timeout_every is not None and self._grabs % faults.timeout_every == 0:
+                self._stats["timeouts"] += 1
+                raise GrabTimeout("sim camera: simulated fetch timeout")
+            if config.trigger == "software":
+                self._stats["triggers"] += 1
+            path = self._order[self._index]
+            self._index += 1
+            self._since_open += 1
+            incomplete = faults.incomplete_every is not None and self._grabs % faults.incomplete_every == 0
+            if incomplete:
+                self._stats["incomplete"] += 1
+                if config.trigger != "software":
+                    continue  # free-run: the producer discards it, the next frame comes
+                self._stats["trigger_misses"] += 1
+            self._count += 1
+            return self._frame(path, "incomplete buffer (simulated)" if incomplete else None)
+
+    def _lose_device(self) -> None:
+        self._lost = True
+        down_for = self.config.faults.down_for_s
+        self._down_until = None if down_for is None else time.monotonic() + down_for
+        raise CameraDisconnected(f"sim camera: device lost after {self._since_open} frames (simulated)")
+
+    def _frame(self, path: Path, error: str | None) -> Frame:
         t_capture = time.time()
         start = time.perf_counter()
-        try:
-            image = read_image(path)
-            error = None
-        except (ImageReadError, cv2.error) as exc:
-            image, error = None, str(exc)
-            log.debug("sim camera: cannot decode %s: %s", path, exc)
+        image = None
+        if error is None:
+            try:
+                image = read_image(path)
+                if self.config.pixel_format is not None:
+                    height, width = image.shape[:2]
+                    image = decode(encode(image, self.config.pixel_format), width, height, self.config.pixel_format)
+            except (ImageReadError, cv2.error, PixelFormatError) as exc:
+                image, error = None, str(exc)
+                self._stats["decode_errors"] += 1
+                log.debug("sim camera: cannot decode %s: %s", path, exc)
+        if image is not None:
+            self._stats["frames"] += 1
         decode_ms = (time.perf_counter() - start) * 1000.0
         return Frame(image=image, frame_id=self._count, source=str(path), t_capture=t_capture,
                      error=error, decode_ms=decode_ms)
-
-    def _wait_until_due(self, timeout: float) -> bool:
-        """Sleep until the next slot of the fps schedule; False if closed while waiting."""
-        period = 1.0 / self.config.fps
-        now = time.monotonic()
-        if self._next_due is None:
-            self._next_due = now
-        delay = self._next_due - now
-        if delay > timeout:
-            if self._closed.wait(max(timeout, 0.0)):
-                return False
-            raise GrabTimeout(f"sim camera: next frame due in {delay:.3f} s")
-        if delay > 0 and self._closed.wait(delay):
-            return False
-        now = time.monotonic()
-        if now - self._next_due > period:
-            # Fell behind by more than a frame: restart the schedule instead of bursting to catch up.
-            self._late += 1
-            self._next_due = now
-        self._next_due += period
-        return True
 
     def close(self) -> None:
         """Stop the stream; a ``grab`` waiting in another thread returns ``None``."""

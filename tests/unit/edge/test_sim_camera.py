@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.cameras import CAMERAS, CameraError, GrabTimeout, create_camera
+from edge.cameras import CAMERAS, CameraDisconnected, CameraError, GrabTimeout, create_camera
 from edge.cameras.sim import SimCamera, SimCameraConfig
 
 
@@ -147,3 +147,55 @@ def test_missing_folder_and_unmatched_glob_are_camera_errors(tmp_path):
         open_camera(source=str(tmp_path / "nope"))
     with pytest.raises(CameraError, match="no image files match"):
         open_camera(source=str(tmp_path / "*.png"))
+
+
+def test_shuffle_with_a_seed_is_a_repeatable_permutation(tmp_path):
+    paths = write_images(tmp_path, 8)
+    first = [f.source for f in grab_all(open_camera(source=str(tmp_path), shuffle=True, seed=3))]
+    again = [f.source for f in grab_all(open_camera(source=str(tmp_path), shuffle=True, seed=3))]
+    other = [f.source for f in grab_all(open_camera(source=str(tmp_path), shuffle=True, seed=4))]
+    assert first == again and sorted(first) == [str(p) for p in paths]
+    assert first != [str(p) for p in paths] and other != first
+
+
+def test_pixel_format_output_goes_through_the_camera_format(tmp_path):
+    path = tmp_path / "colour.png"
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    image[:] = (40, 130, 220)
+    cv2.imwrite(str(path), image)
+    bayer = grab_all(open_camera(source=str(path), pixel_format="BayerGB8"))[0].image
+    mono = grab_all(open_camera(source=str(path), pixel_format="Mono12"))[0].image
+    assert bayer.shape == (8, 8, 3) and bayer[2:6, 2:6].reshape(-1, 3).tolist() == [[40, 130, 220]] * 16
+    assert mono.shape == (8, 8) and (mono == cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)).all()
+    with pytest.raises(ValueError, match="unknown pixel format 'Mono9'"):
+        SimCameraConfig(type="sim", source=str(path), pixel_format="Mono9")
+
+
+def test_injected_incomplete_buffers_are_skipped_free_run_and_error_frames_when_triggered(tmp_path):
+    write_images(tmp_path, 6)
+    free = open_camera(source=str(tmp_path), faults={"incomplete_every": 3})
+    assert [f.frame_id for f in grab_all(free)] == [1, 2, 3, 4] and free.stats()["incomplete"] == 2
+    triggered = open_camera(source=str(tmp_path), trigger="software", faults={"incomplete_every": 3})
+    frames = grab_all(triggered)
+    assert [f.error is not None for f in frames] == [False, False, True, False, False, True]
+    assert triggered.stats()["triggers"] == 6 and triggered.stats()["trigger_misses"] == 2
+
+
+def test_injected_timeout_and_device_loss_then_reopen_continues_the_replay(tmp_path):
+    paths = write_images(tmp_path, 5)
+    camera = open_camera(source=str(tmp_path), faults={"timeout_every": 2, "disconnect_after": 2, "down_for_s": 0.2})
+    assert camera.grab(1.0).source == str(paths[0])
+    with pytest.raises(GrabTimeout, match="simulated"):
+        camera.grab(1.0)
+    assert camera.grab(1.0).source == str(paths[1])
+    with pytest.raises(CameraDisconnected, match="device lost after 2 frames"):
+        camera.grab(1.0)
+    camera.close()
+    with pytest.raises(CameraError, match="device not found"):
+        camera.open()
+    time.sleep(0.25)
+    camera.open()
+    with pytest.raises(GrabTimeout):  # grab 4 of every-2nd-times-out
+        camera.grab(1.0)
+    assert camera.grab(1.0).source == str(paths[2])
+    assert camera.stats()["opens"] == 2 and camera.stats()["timeouts"] == 2

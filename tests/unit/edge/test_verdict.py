@@ -11,6 +11,7 @@ import pytest
 from edge.cameras import Frame
 from edge.inference import Inspection, Region
 from edge.verdict import (
+    ADDED_FIELDS,
     LATENCY_KEYS,
     REQUIRED_FIELDS,
     VERDICT_SCHEMA_VERSION,
@@ -48,7 +49,7 @@ def test_payload_has_every_schema_field_with_json_types():
     parts = encode_verdict(verdict_for(make_inspection()), publish_start=time.perf_counter())
     assert parts[0] == b"verdict.line3"
     payload = json.loads(parts[1])
-    assert set(payload) == set(REQUIRED_FIELDS)
+    assert set(payload) == set(REQUIRED_FIELDS) | set(ADDED_FIELDS)
     assert payload["schema"] == VERDICT_SCHEMA_VERSION == 1
     assert (payload["station"], payload["seq"], payload["frame_id"]) == ("line3", 12, 7)
     assert payload["source"] == "/imgs/a.png" and payload["bundle_id"] == "bottle-1"
@@ -58,6 +59,24 @@ def test_payload_has_every_schema_field_with_json_types():
     assert payload["regions"] == [{"x": 4, "y": 5, "w": 6, "h": 7, "area": 30, "peak": 4.25}]
     assert payload["counters"] == {"frames": 12, "errors": 1}
     assert payload["has_map"] is False
+    assert payload["device_frame_id"] is None and payload["timestamp_clock"] == "host"
+    assert payload["timestamp_ns"] == round(payload["t_capture"] * 1e9)
+
+
+def test_device_frame_id_and_device_timestamp_travel_in_the_verdict():
+    frame = make_frame(device_frame_id=1041, timestamp_ns=987_654_321_000, timestamp_clock="device")
+    parts = encode_verdict(verdict_for(make_inspection(), frame=frame))
+    message = parse_verdict(parts).message
+    assert (message["frame_id"], message["device_frame_id"]) == (7, 1041)
+    assert (message["timestamp_ns"], message["timestamp_clock"]) == (987_654_321_000, "device")
+    error_verdict = verdict_for(error="decode: incomplete buffer", frame=frame)
+    assert (error_verdict["device_frame_id"], error_verdict["timestamp_clock"]) == (1041, "device")
+
+
+def test_verdict_from_a_sender_without_the_added_fields_still_parses():
+    parts = encode_verdict(verdict_for(make_inspection()))
+    parts[1] = edited(parts[1], device_frame_id=None, timestamp_ns=None, timestamp_clock=None)
+    assert not set(ADDED_FIELDS) & set(parse_verdict(parts).message)
 
 
 def test_latency_covers_each_stage_and_capture_to_publish():
@@ -108,7 +127,7 @@ def test_build_needs_exactly_one_of_inspection_or_error():
 def edited(payload: bytes, **changes) -> bytes:
     """The payload with keys changed (a value of None removes the key)."""
     data = {**json.loads(payload), **changes}
-    return json.dumps({k: v for k, v in data.items() if v is not None}).encode()
+    return json.dumps({k: v for k, v in data.items() if k not in changes or v is not None}).encode()
 
 
 @pytest.mark.parametrize(
@@ -119,6 +138,7 @@ def edited(payload: bytes, **changes) -> bytes:
         (lambda p: p.__setitem__(1, b"{not json"), "undecodable"),
         (lambda p: p.__setitem__(1, edited(p[1], schema=2)), "unsupported verdict schema"),
         (lambda p: p.__setitem__(1, edited(p[1], seq=None)), "seq"),
+        (lambda p: p.__setitem__(1, edited(p[1], timestamp_clock="ptp")), "timestamp_clock must be device or host"),
         (lambda p: p.append(b"unexpected map"), "has_map"),
         (lambda p: p.pop(), "2 or 3"),
     ],

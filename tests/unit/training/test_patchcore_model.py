@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from training.backbones import BACKBONES
 from training.patchcore import PatchCore, PatchCoreConfig
 
 
@@ -31,9 +33,11 @@ def test_forward_returns_a_full_size_map_and_its_maximum_as_score(torch_home: Pa
 
 def test_chunk_size_does_not_change_the_scores(torch_home: Path) -> None:
     x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(1))
+    model = _fitted_model(chunk_size=50)
     with torch.no_grad():
-        reference = _fitted_model(chunk_size=4096)(x)[0]
-        chunked = _fitted_model(chunk_size=50)(x)[0]
+        chunked = model(x)[0]
+        model.config = replace(model.config, chunk_size=4096)
+        reference = model(x)[0]
     torch.testing.assert_close(chunked, reference, rtol=1e-4, atol=1e-4)
 
 
@@ -51,3 +55,11 @@ def test_onnx_export_matches_torch_score(torch_home: Path, tmp_path: Path) -> No
         torch_map, torch_score = model(x)
     np.testing.assert_allclose(onnx_score, torch_score.numpy(), rtol=1e-4)
     np.testing.assert_allclose(onnx_map, torch_map.numpy(), rtol=1e-3, atol=1e-3 * float(torch_score))
+
+
+def test_config_round_trips_through_its_dict_and_refuses_unknown_keys() -> None:
+    config = PatchCoreConfig(backbone="efficientnet_lite0", input_size=(224, 320), coreset_ratio=0.05).resolved()
+    assert PatchCoreConfig.from_dict(config.to_dict()) == config
+    assert config.layers == BACKBONES["efficientnet_lite0"].default_layers
+    with pytest.raises(ValueError, match="unknown keys"):
+        PatchCoreConfig.from_dict({**config.to_dict(), "k": 3})
