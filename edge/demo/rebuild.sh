@@ -8,7 +8,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-python -m training.synthetic --out "$work/data" --train 60 --test-good 6 --test-defect 3 --seed 0
+python -m training.synthetic --out "$work/data" --train 120 --test-good 6 --test-defect 3 --seed 0
 edge-train --data "$work/data" --out "$work/run" --backbone mobilenet_v2 --device cpu --seed 0
 edge-export "$work/run" --out "$work/bundle"
 edge-calibrate "$work/bundle"
