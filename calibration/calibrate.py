@@ -61,6 +61,7 @@ def calibrate(
     target_frr: float = DEFAULT_TARGET_FRR,
     k: float = DEFAULT_K,
     threads: int | None = None,
+    backend: str | None = None,
 ) -> dict[str, Any]:
     """Compute thresholds for the bundle and write them into its ``bundle.yaml``; return them."""
     bundle = load_bundle(bundle_dir, require_thresholds=False)
@@ -79,7 +80,7 @@ def calibrate(
         log.warning("excluded %d good image(s) the model was trained on", len(good_paths) - len(held_out))
     if not held_out:
         raise CalibrationError(f"no held-out good images: all {len(good_paths)} were used in training")
-    inspector = Inspector(bundle, threads=threads)
+    inspector = Inspector(bundle, threads=threads, backend=backend)
     good_scores, skipped = score_images(inspector, held_out, "good")
     defect_scores = None
     if defects_dir is not None:

@@ -38,9 +38,11 @@ def _fail(tool: str, exc: Exception) -> None:
 @click.option("--target-frr", default=DEFAULT_TARGET_FRR, show_default=True,
               help="Target false-reject rate for --strategy quantile.")
 @click.option("--k", default=DEFAULT_K, show_default=True, help="k for --strategy mean_std.")
-@click.option("--threads", type=int, help="Inference threads (default: onnxruntime's choice).")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino"]), default="auto", show_default=True,
+              help="Inference engine; auto = the bundle's graph format decides.")
+@click.option("--threads", type=int, help="Inference threads (default: the engine's choice).")
 def calibrate_main(bundle: Path, good_dir: Path | None, defects_dir: Path | None, strategy: str,
-                   target_frr: float, k: float, threads: int | None) -> None:
+                   target_frr: float, k: float, backend: str, threads: int | None) -> None:
     """Set the decision thresholds of BUNDLE by running it through the edge runtime.
 
     The thresholds, the strategy and its parameters, and statistics of the scores they came from
@@ -48,7 +50,7 @@ def calibrate_main(bundle: Path, good_dir: Path | None, defects_dir: Path | None
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        result = calibrate(bundle, good_dir, defects_dir, strategy, target_frr, k, threads)
+        result = calibrate(bundle, good_dir, defects_dir, strategy, target_frr, k, threads, _backend(backend))
     except USER_ERRORS as exc:
         _fail("edge-calibrate", exc)
     stats = result["calibration"]["good_scores"]
@@ -56,6 +58,10 @@ def calibrate_main(bundle: Path, good_dir: Path | None, defects_dir: Path | None
         f"{bundle}: image threshold {result['image']:.4f} ({strategy} {result['params']}) from "
         f"{result['calibration']['n_good']} held-out good images (scores {stats['min']:.4f}..{stats['max']:.4f})"
     )
+
+
+def _backend(name: str) -> str | None:
+    return None if name == "auto" else name
 
 
 def _fmt(value: Any) -> str:
@@ -68,8 +74,10 @@ def _fmt(value: Any) -> str:
               help="Dataset in MVTec layout: DIR/test/<type>/ and DIR/ground_truth/<type>/<stem>_mask.png.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               help="Also write the figures (and per-image results) to this JSON file.")
-@click.option("--threads", type=int, help="Inference threads (default: onnxruntime's choice).")
-def eval_main(bundle: Path, data_dir: Path, json_path: Path | None, threads: int | None) -> None:
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino"]), default="auto", show_default=True,
+              help="Inference engine; auto = the bundle's graph format decides.")
+@click.option("--threads", type=int, help="Inference threads (default: the engine's choice).")
+def eval_main(bundle: Path, data_dir: Path, json_path: Path | None, backend: str, threads: int | None) -> None:
     """Measure BUNDLE on DIR/test through the edge runtime at its calibrated threshold.
 
     Prints image AUROC, pixel AUROC, F1, false-reject rate and escape rate, per defect type and
@@ -77,7 +85,7 @@ def eval_main(bundle: Path, data_dir: Path, json_path: Path | None, threads: int
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        result = evaluate(bundle, data_dir, threads)
+        result = evaluate(bundle, data_dir, threads, _backend(backend))
     except USER_ERRORS as exc:
         _fail("edge-eval", exc)
     header = f"{'':16} {'img AUROC':>9} {'px AUROC':>9} {'F1':>7} {'FRR':>7} {'escape':>7} {'n':>5}"

@@ -25,11 +25,12 @@ from edge.inference import Inspector
 log = logging.getLogger(__name__)
 
 
-def evaluate(bundle_dir: str | Path, data_dir: str | Path, threads: int | None = None) -> dict[str, Any]:
+def evaluate(bundle_dir: str | Path, data_dir: str | Path, threads: int | None = None,
+             backend: str | None = None) -> dict[str, Any]:
     """Run the bundle on ``data_dir/test`` and return overall, per-type and per-image results."""
     bundle = load_bundle(bundle_dir)
     assert bundle.thresholds is not None
-    inspector = Inspector(bundle, threads=threads)
+    inspector = Inspector(bundle, threads=threads, backend=backend)
     items = labelled_test_images(data_dir)
     records: list[dict[str, Any]] = []
     pixel_scores: list[np.ndarray] = []
@@ -67,7 +68,7 @@ def evaluate(bundle_dir: str | Path, data_dir: str | Path, threads: int | None =
     return {
         "bundle": str(bundle.root), "bundle_id": bundle.bundle_id, "data": str(Path(data_dir).resolve()),
         "threshold": threshold, "strategy": bundle.thresholds.strategy,
-        **overall, "latency_ms": latency_summary(timings),
+        "backend": inspector.backend.name, **overall, "latency_ms": latency_summary(timings),
         "per_defect_type": per_type, "unreadable": unreadable, "images": records,
     }
 

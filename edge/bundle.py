@@ -28,7 +28,8 @@ BUNDLE_FILE = "bundle.yaml"
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 REQUIRED_KEYS = ("schema_version", "bundle_id", "model", "graph", "input", "outputs", "normalization", "files")
-GRAPH_FORMATS = {"onnx": ".onnx"}
+# graph format -> (graph file suffix, companion weights file suffix or None); IR = .xml + .bin
+GRAPH_FORMATS: dict[str, tuple[str, str | None]] = {"onnx": (".onnx", None), "openvino": (".xml", ".bin")}
 NORMALIZATION_METHODS = ("threshold_ratio",)
 
 
@@ -68,6 +69,15 @@ class Bundle:
     @property
     def input_name(self) -> str:
         return str(self.meta["graph"].get("input_name", "image"))
+
+
+def graph_files(graph: dict[str, Any]) -> list[str]:
+    """The model files of a graph entry: the graph itself and, for an IR, its weights (``.bin``)."""
+    weights_suffix = GRAPH_FORMATS[graph["format"]][1]
+    files = [str(graph["file"])]
+    if weights_suffix is not None:
+        files.append(str(graph.get("weights") or Path(graph["file"]).with_suffix(weights_suffix)))
+    return files
 
 
 def sha256_file(path: Path) -> str:
@@ -120,8 +130,9 @@ def load_bundle(root: str | Path, require_thresholds: bool = True, verify_hashes
     if meta["normalization"].get("method") not in NORMALIZATION_METHODS:
         raise BundleError(f"{where}: normalization.method must be one of {list(NORMALIZATION_METHODS)}")
     _check_files(root, meta, verify_hashes)
-    if graph["file"] not in meta["files"]:
-        raise BundleError(f"{where}: graph file {graph['file']} has no sha256 entry under files")
+    for name in graph_files(graph):
+        if name not in meta["files"]:
+            raise BundleError(f"{where}: graph file {name} has no sha256 entry under files")
     thresholds = _parse_thresholds(where, meta.get("thresholds"))
     if require_thresholds and thresholds is None:
         raise BundleError(f"{where}: missing threshold (run edge-calibrate on this bundle first)")

@@ -35,6 +35,8 @@ OVERRIDES: dict[str, tuple[str, bool]] = {
     "send_map": ("publish.send_map", False),
     "wait_subscriber": ("publish.wait_subscriber_s", False),
     "threads": ("runtime.threads", False),
+    "backend": ("runtime.backend", False),
+    "hint": ("runtime.hint", False),
     "log_level": ("log_level", False),
 }
 
@@ -85,7 +87,10 @@ def build_overrides(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
               help="Append the anomaly map PNG to each verdict as a third frame (publish.send_map).")
 @click.option("--wait-subscriber", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Before the first frame, wait up to SECONDS for a subscriber (publish.wait_subscriber_s).")
-@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (runtime.threads).")
+@click.option("--threads", type=click.IntRange(min=1), help="Inference threads (runtime.threads).")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino"]),
+              help="Inference engine; auto = the bundle's graph format decides (runtime.backend).")
+@click.option("--hint", type=click.Choice(["latency", "throughput"]), help="OpenVINO performance hint (runtime.hint).")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               help="Log verbosity (log_level); each verdict is one INFO line.")
 @click.pass_context
@@ -161,9 +166,11 @@ def subscribe(endpoint: str, count: int | None, timeout: float | None, as_json: 
 
 def _register_commands() -> None:
     """Command groups that live in their own modules (importing only click at this point)."""
+    from edge.bench import bench
     from edge.camera_bench import camera_bench
 
     main.add_command(camera_bench, name="camera-bench")
+    main.add_command(bench, name="bench")
 
 
 _register_commands()

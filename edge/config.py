@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from edge.cameras import CAMERAS
+from edge.runtime import RuntimeOptions
 
 CAMERA_CONFIGS = tuple(config_cls for config_cls, _ in CAMERAS.values())
 CameraConfig = Annotated[
@@ -66,10 +67,35 @@ class RuntimeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads; none = onnxruntime's default.")
+    backend: Literal["auto", "onnxruntime", "openvino"] = Field(
+        "auto", description="Inference engine; auto = the bundle's format decides (onnx: onnxruntime, openvino IR: "
+        "openvino). openvino also runs ONNX bundles.",
+    )
+    threads: int | None = Field(None, ge=1, description="Inference threads (onnxruntime intra-op, OpenVINO "
+                                "INFERENCE_NUM_THREADS); none = the engine's default.")
+    hint: Literal["latency", "throughput"] = Field(
+        "latency", description="OpenVINO performance hint: latency (one frame at a time, the line's case) or throughput."
+    )
+    cache_dir: Path | None = Field(
+        None, description="OpenVINO compiled-model cache (absolute path). Default: $STATE_DIRECTORY when systemd sets "
+        "it, else .cache/ inside the bundle when writable, else no cache; never the working directory.",
+    )
     max_consecutive_failures: int = Field(
         10, ge=1, description="Inference failures in a row (not decode errors) before the daemon exits non-zero."
     )
+
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _absolute_cache_dir(cls, value: Path | None) -> Path | None:
+        """A relative cache path would land in the working directory, which under systemd can be /."""
+        if value is not None and not value.expanduser().is_absolute():
+            raise ValueError("must be an absolute path (a relative one would depend on the working directory)")
+        return value.expanduser() if value is not None else None
+
+    def options(self) -> RuntimeOptions:
+        """These settings as the runtime's :class:`~edge.runtime.RuntimeOptions`."""
+        return RuntimeOptions(threads=self.threads, hint=self.hint, cache_dir=self.cache_dir)
 
 
 class WatchdogConfig(BaseModel):

@@ -75,10 +75,12 @@ class InspectionDaemon:
         except BundleError as exc:
             raise StartupError(f"bundle: {exc}") from None
         try:
-            self.inspector = Inspector(self.bundle, threads=config.runtime.threads)
+            backend = None if config.runtime.backend == "auto" else config.runtime.backend
+            self.inspector = Inspector(self.bundle, backend=backend, options=config.runtime.options())
         except BundleError as exc:
             raise StartupError(f"bundle: {exc}") from None
-        log.info("bundle %s loaded from %s", self.bundle.bundle_id, self.bundle.root)
+        log.info("bundle %s loaded from %s (%s)", self.bundle.bundle_id, self.bundle.root,
+                 self.inspector.backend.settings())
         try:
             self.publisher = Publisher(config.publish.endpoint, config.publish.sndhwm, config.publish.linger_ms)
         except PublishError as exc:

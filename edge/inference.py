@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.bundle import Bundle, BundleError
 from edge.preprocess import preprocess
-from edge.runtime import create_backend
+from edge.runtime import RuntimeOptions, create_backend
 
 MAX_REGIONS = 32
 
@@ -97,9 +97,15 @@ def find_regions(anomaly_map: np.ndarray, threshold: float, image_shape: tuple[i
 class Inspector:
     """Runs one bundle on frames; not thread-safe (one per inference thread)."""
 
-    def __init__(self, bundle: Bundle, threads: int | None = None, backend: str | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        threads: int | None = None,
+        backend: str | None = None,
+        options: RuntimeOptions | None = None,
+    ) -> None:
         self.bundle = bundle
-        self.backend = create_backend(bundle, backend, threads)
+        self.backend = create_backend(bundle, backend, threads, options)
 
     def run(self, image: np.ndarray) -> RawResult:
         """Raw anomaly map (model resolution) and image score for a gray or BGR ``uint8`` image."""

@@ -1,13 +1,14 @@
 """Assembling a bundle from a training run: graph, ``bundle.yaml``, training manifest, parity check.
 
 The bundle is built in a temporary directory beside the target and renamed into place only after
-the parity check has passed, so a failed or interrupted export never leaves a bundle that looks
-usable. Parity runs the torch model and the exported graph on the same held-out images, the graph
+the parity check (and, for FP16/INT8, the accuracy guard of :mod:`export.guard`) has passed, so a
+failed or interrupted export never leaves a bundle that looks usable. Parity runs the torch model and the exported graph on the same held-out images, the graph
 through ``edge``'s own :class:`~edge.inference.Inspector`, and records the largest difference.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import importlib.metadata
 import logging
@@ -15,6 +16,7 @@ import platform
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,16 @@ from edge.bundle import SCHEMA_VERSION, load_bundle, sha256_file, write_bundle_y
 from edge.imageio import read_image
 from edge.inference import Inspector
 from edge.preprocess import InputSpec, preprocess
-from export.formats import FORMATS, check_format
+from export.formats import FORMATS, GraphFormat, Precision, check_format, needs_accuracy_guard, needs_calibration
+from export.guard import DEFAULT_AUROC_DROP_POINTS, DEFAULT_MAX_SCORE_CHANGE, compare
 from export.onnx_graph import INPUT_NAME, OUTPUT_NAMES, export_onnx
+from export.quantize import (
+    DEFAULT_CALIB_COUNT,
+    calibration_set,
+    quantize_onnx_int8,
+    quantize_openvino_int8,
+    save_openvino_ir,
+)
 from training.train import load_run
 
 log = logging.getLogger(__name__)
@@ -45,12 +55,25 @@ class ExportError(Exception):
 def tool_versions() -> dict[str, str]:
     """Versions of the tools that made the bundle, for the record in ``bundle.yaml``."""
     versions = {"python": platform.python_version(), "edge": edge.__version__}
-    for dist in ("torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime", "numpy", "opencv-python-headless"):
+    for dist in ("torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime", "openvino", "nncf", "numpy",
+                 "opencv-python-headless"):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
     return versions
+
+
+@dataclass(frozen=True)
+class ReducedPrecisionOptions:
+    """INT8 calibration images and the accuracy guard's limits (unused for FP32)."""
+
+    calib_dir: Path | None = None
+    calib_count: int = DEFAULT_CALIB_COUNT
+    val_dir: Path | None = None
+    max_auroc_drop: float = DEFAULT_AUROC_DROP_POINTS
+    max_score_change: float = DEFAULT_MAX_SCORE_CHANGE
+    force: bool = False
 
 
 def build_bundle(
@@ -61,9 +84,16 @@ def build_bundle(
     parity_images: int = PARITY_IMAGES,
     tolerance: float = PARITY_TOLERANCE,
     overwrite: bool = False,
+    reduced: ReducedPrecisionOptions | None = None,
 ) -> Path:
-    """Export the run in ``run_dir`` to a bundle directory ``out`` and return its path."""
+    """Export the run in ``run_dir`` to a bundle directory ``out`` and return its path.
+
+    The FP32 ONNX graph is always made first and checked against torch (parity). Any other row of
+    the formats table is derived from it in a second staging directory and must pass the accuracy
+    guard against it (or be forced) before it replaces ``out``.
+    """
     graph_format, prec = check_format(fmt, precision)
+    reduced = reduced or ReducedPrecisionOptions()
     out = Path(out).resolve()
     if out.exists() and not overwrite:
         raise ExportError(f"{out}: already exists (pass --overwrite to replace it)")
@@ -71,13 +101,14 @@ def build_bundle(
     spec = InputSpec.from_dict(run["input_spec"])
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    derived: Path | None = None
     try:
-        graph_name = "model" + FORMATS[graph_format].suffix
+        graph_name = "model.onnx"
         started = time.perf_counter()
         export_onnx(model, spec.height, spec.width, staging / graph_name)
         export_seconds = time.perf_counter() - started
         manifest = _write_train_manifest(staging, run)
-        meta = _bundle_meta(run, spec, graph_name, graph_format.value, prec.value, manifest)
+        meta = _bundle_meta(run, spec, graph_name, GraphFormat.ONNX.value, Precision.FP32.value, manifest)
         _hash_files(staging, meta, [graph_name, manifest])
         meta["export"] = {"seconds": round(export_seconds, 2), "created": _now()}
         write_bundle_yaml(staging, meta)
@@ -88,17 +119,83 @@ def build_bundle(
         write_bundle_yaml(staging, meta)
         if parity["max_rel_score_diff"] > tolerance:
             raise ExportError(
-                f"parity check failed: torch and {graph_format.value} scores differ by up to "
+                f"parity check failed: torch and onnx scores differ by up to "
                 f"{parity['max_abs_score_diff']:.3g} (relative {parity['max_rel_score_diff']:.3g} > tolerance {tolerance:g})"
             )
+        final = staging
+        if (graph_format, prec) != (GraphFormat.ONNX, Precision.FP32):
+            derived = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+            derive_bundle(staging, derived, run, spec, graph_format, prec, meta, reduced)
+            final = derived
         if out.exists():
             shutil.rmtree(out)
-        staging.rename(out)
+        final.rename(out)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if derived is not None:
+            shutil.rmtree(derived, ignore_errors=True)
         raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     log.info("bundle written to %s (parity max |score diff| %.3g)", out, parity["max_abs_score_diff"])
     return out
+
+
+def derive_bundle(reference: Path, target: Path, run: dict[str, Any], spec: InputSpec, graph_format: GraphFormat,
+                  prec: Precision, reference_meta: dict[str, Any], reduced: ReducedPrecisionOptions) -> None:
+    """Write the ``graph_format``/``prec`` graph of the FP32 ``reference`` bundle into ``target``, guarded."""
+    info = FORMATS[graph_format]
+    graph_name = "model" + info.suffix
+    source = reference / reference_meta["graph"]["file"]
+    started = time.perf_counter()
+    record: dict[str, Any] = {}
+    if needs_calibration(prec):
+        calib = calibration_set(run, spec, reduced.calib_dir, reduced.calib_count)
+        record["calibration"] = calib.record
+        if graph_format is GraphFormat.OPENVINO:
+            record["quantization"] = quantize_openvino_int8(source, target / graph_name, calib)
+        else:
+            record["quantization"] = quantize_onnx_int8(source, target / graph_name, INPUT_NAME, calib)
+    else:
+        save_openvino_ir(source, target / graph_name, fp16=prec is Precision.FP16)
+    seconds = time.perf_counter() - started
+    manifest = reference_meta["training"]["train_manifest"]
+    shutil.copy2(reference / manifest, target / manifest)
+    meta = copy.deepcopy(reference_meta)
+    meta["graph"].update({"file": graph_name, "format": graph_format.value, "precision": prec.value})
+    names = [graph_name]
+    if info.weights_suffix:
+        meta["graph"]["weights"] = "model" + info.weights_suffix
+        names.append(meta["graph"]["weights"])
+    _hash_files(target, meta, [*names, manifest])
+    meta["tools"] = tool_versions()
+    meta["export"].update(record)
+    meta["export"]["derived"] = {"from": "FP32 ONNX graph checked by the parity record", "seconds": round(seconds, 2)}
+    write_bundle_yaml(target, meta)
+    if needs_accuracy_guard(prec):
+        good = [Path(p) for p in run.get("validation_images") or []]
+        guard = compare(reference, target, good, reduced.val_dir, reduced.max_auroc_drop, reduced.max_score_change)
+        guard["forced"] = bool(reduced.force and not guard["passed"])
+        meta["export"]["accuracy_guard"] = guard
+        write_bundle_yaml(target, meta)
+        if not guard["passed"] and not reduced.force:
+            raise ExportError(f"accuracy guard refused the {graph_format.value}/{prec.value} graph: "
+                              f"{'; '.join(guard['failures'])} (measured: {guard_summary(guard)}); "
+                              "pass --force to write it anyway")
+        if guard["forced"]:
+            log.warning("accuracy guard failed but --force given: %s", "; ".join(guard["failures"]))
+
+
+def guard_summary(guard: dict[str, Any]) -> str:
+    """The guard's figures on one line."""
+    text = (f"median relative score change {guard['median_rel_score_change_good']:.3f} (limit "
+            f"{guard['max_score_change']} without --val), max {guard['max_rel_score_change_good']:.3f}, score rank "
+            f"correlation {guard['score_rank_correlation_good']:.3f}, map rank correlation "
+            f"{guard['map_rank_correlation_good']['mean']:.3f} on {guard['good_images']['count']} held-out good images")
+    if "labelled" in guard:
+        lab = guard["labelled"]
+        text += (f"; image AUROC {lab['image_auroc']:.4f} vs FP32 {lab['image_auroc_fp32']:.4f} "
+                 f"(drop {lab['auroc_drop_points']:.2f} points, tolerance {guard['max_auroc_drop_points']})")
+    return text
 
 
 def check_parity(model: torch.nn.Module, bundle_dir: Path, run: dict[str, Any], count: int) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from edge.bundle import BundleError, read_bundle_yaml
-from export.build import PARITY_IMAGES, PARITY_TOLERANCE, ExportError, build_bundle
+from export.build import PARITY_IMAGES, PARITY_TOLERANCE, ExportError, ReducedPrecisionOptions, build_bundle, guard_summary
+from export.guard import DEFAULT_AUROC_DROP_POINTS, DEFAULT_MAX_SCORE_CHANGE
+from export.quantize import DEFAULT_CALIB_COUNT
 from export.formats import supported_pairs
 from training.train import RunError
 
@@ -19,6 +21,10 @@ HELP = """Export the PatchCore run in RUN_DIR (made by edge-train) to a bundle.
     memory-bank search included, plus bundle.yaml (input spec, outputs, normalisation, training
     record, tool versions, sha256 of each file). Export runs the torch model and the graph on the
     same held-out images and refuses to write the bundle if they disagree beyond --tolerance.
+    FP16 and INT8 graphs are derived from that checked FP32 graph and compared with it through the
+    edge runtime: with --val DIR on labelled defects (image AUROC drop, at most --max-auroc-drop
+    points), else on the run's held-out good images (median relative score change, at most
+    --max-score-change; rank correlations recorded); export refuses a failing graph unless --force.
     The bundle has no thresholds yet: run edge-calibrate on it next.
 
     \b
@@ -34,18 +40,37 @@ HELP = """Export the PatchCore run in RUN_DIR (made by edge-train) to a bundle.
               help="Held-out images on which torch and the exported graph are compared.")
 @click.option("--tolerance", default=PARITY_TOLERANCE, show_default=True,
               help="Largest |score difference| torch vs graph, relative to max(1, |score|); export fails beyond it.")
+@click.option("--calib", "calib_dir", type=click.Path(path_type=Path),
+              help="INT8 calibration images (good parts, recursive). Default: the run's training images.")
+@click.option("--calib-count", default=DEFAULT_CALIB_COUNT, show_default=True, type=click.IntRange(min=1),
+              help="INT8 calibration images used, evenly spaced over the sorted list.")
+@click.option("--val", "val_dir", type=click.Path(path_type=Path),
+              help="Labelled images in MVTec layout (DIR/test/good, DIR/test/<defect>) for the AUROC guard.")
+@click.option("--max-auroc-drop", default=DEFAULT_AUROC_DROP_POINTS, show_default=True,
+              help="Largest image-AUROC drop vs FP32, in points, with --val.")
+@click.option("--max-score-change", default=DEFAULT_MAX_SCORE_CHANGE, show_default=True,
+              help="Without --val: largest median relative score change vs FP32 on held-out good images.")
+@click.option("--force", is_flag=True, help="Write the bundle even if the accuracy guard fails (recorded).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each step.")
 def main(run_dir: Path, out: Path, fmt: str, precision: str, parity_images: int, tolerance: float,
-         overwrite: bool, verbose: bool) -> None:
+         calib_dir: Path | None, calib_count: int, val_dir: Path | None, max_auroc_drop: float,
+         max_score_change: float, force: bool, overwrite: bool, verbose: bool) -> None:
     """Entry point of the edge-export console script."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    reduced = ReducedPrecisionOptions(calib_dir=calib_dir, calib_count=calib_count, val_dir=val_dir,
+                                      max_auroc_drop=max_auroc_drop, max_score_change=max_score_change, force=force)
     try:
-        bundle = build_bundle(run_dir, out, fmt, precision, parity_images, tolerance, overwrite)
+        bundle = build_bundle(run_dir, out, fmt, precision, parity_images, tolerance, overwrite, reduced)
     except (ExportError, BundleError, RunError, ValueError, FileNotFoundError) as exc:
         click.echo(f"edge-export: error: {exc}", err=True)
         sys.exit(2)
-    parity = read_bundle_yaml(bundle)["export"]["parity"]
+    record = read_bundle_yaml(bundle)["export"]
+    parity = record["parity"]
+    if "accuracy_guard" in record:
+        guard = record["accuracy_guard"]
+        state = "FORCED past a failed" if guard["forced"] else "passed"
+        click.echo(f"accuracy guard {state}: {guard_summary(guard)}")
     click.echo(
         f"bundle {bundle}: parity on {parity['n_images']} images, max |score diff| "
         f"{parity['max_abs_score_diff']:.3g} (relative {parity['max_rel_score_diff']:.3g}, tolerance {tolerance:g}); "
