@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from calibration.dataset import GOOD, LabelledImage, labelled_test_images
 from calibration.metrics import decision_rates, roc_auc
+from edge.bench import percentiles
 from edge.bundle import load_bundle
 from edge.imageio import ImageReadError, read_image
 from edge.inference import Inspector
@@ -74,13 +75,12 @@ def evaluate(bundle_dir: str | Path, data_dir: str | Path, threads: int | None =
 
 
 def latency_summary(timings: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """p50/p95 per stage and in total (decode excluded) over the evaluated images."""
+    """p50/p95/p99 per stage and in total (decode excluded), as ``edge-inspect bench`` reports them."""
     if not timings:
         return {}
     stages = {stage: np.array([t[stage] for t in timings]) for stage in timings[0]}
     stages["total"] = np.sum(list(stages.values()), axis=0)
-    return {stage: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95))}
-            for stage, v in stages.items()}
+    return {stage: percentiles(list(v)) for stage, v in stages.items()}
 
 
 def _mask_for(item: LabelledImage, shape: tuple[int, int]) -> np.ndarray | None:
