@@ -8,6 +8,7 @@ EDGE_REQUIRES = [
     "onnxruntime>=1.17",
     "openvino>=2024.0",
     "pyzmq>=25",
+    "prometheus_client>=0.20",
     "pyyaml>=6",
     "click>=8.1",
     "pydantic>=2.5",
@@ -48,6 +49,7 @@ setup(
             "edge-export=export.cli:main",
             "edge-calibrate=calibration.cli:calibrate_main",
             "edge-eval=calibration.cli:eval_main",
+            "edge-tradeoff=calibration.tradeoff:main",
         ]
     },
 )

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from calibration.dataset import GOOD, LabelledImage, labelled_test_images
 from calibration.metrics import decision_rates, roc_auc
-from edge.bench import percentiles
+from edge.latency import percentiles
 from edge.bundle import load_bundle
 from edge.imageio import ImageReadError, read_image
 from edge.inference import Inspector

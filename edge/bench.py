@@ -22,6 +22,8 @@ from typing import Any
 import click
 import numpy as np
 
+from edge.latency import percentiles
+
 STAGES = ("decode", "preprocess", "inference", "postprocess", "publish")
 DEFAULT_SOURCE = Path(__file__).resolve().parent / "demo" / "images"
 
@@ -29,11 +31,6 @@ DEFAULT_SOURCE = Path(__file__).resolve().parent / "demo" / "images"
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    array = np.asarray(values, dtype=np.float64)
-    return {f"p{q}": round(float(np.percentile(array, q)), 3) for q in (50, 95, 99)}
 
 
 def bench_one(bundle_dir: Path, backend: str | None, encoded: list[tuple[str, bytes]], frames: int, warmup: int,
@@ -84,6 +81,8 @@ def bench_one(bundle_dir: Path, backend: str | None, encoded: list[tuple[str, by
         "format": bundle.meta["graph"]["format"],
         "precision": bundle.meta["graph"]["precision"],
         "input": [bundle.spec.height, bundle.spec.width],
+        "map": list(bundle.map_shape),
+        "bundle_mb": round(sum((bundle.root / name).stat().st_size for name in bundle.meta["files"]) / 1e6, 2),
         "settings": inspector.backend.settings(),
         "model_load_ms": round(load_ms, 1),
         "frames": frames,
@@ -103,12 +102,34 @@ def load_frames(source: Path) -> list[tuple[str, bytes]]:
     return [(str(p), p.read_bytes()) for p in paths]
 
 
+def resize_frames(encoded: list[tuple[str, bytes]], size: int) -> list[tuple[str, bytes]]:
+    """The frames resized to ``size`` x ``size`` and re-encoded as PNG, once, before any timing.
+
+    A camera that delivers frames at the model's input size makes decoding and resizing nearly
+    free; this measures that case from a folder of larger images.
+    """
+    import cv2
+
+    resized = []
+    for name, data in encoded:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise click.UsageError(f"{name}: not a decodable image")
+        small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        ok, png = cv2.imencode(".png", small)
+        if not ok:
+            raise click.UsageError(f"{name}: PNG re-encoding failed")
+        resized.append((name, png.tobytes()))
+    return resized
+
+
 def format_report(result: dict[str, Any]) -> str:
     lat = result["latency_ms"]
-    lines = [f"{result['bundle_id']} ({result['format']}/{result['precision']}, input {result['input'][0]}x"
-             f"{result['input'][1]}) on {result['settings']['backend']}: {result['settings']}",
-             f"  {'stage':12} {'p50':>8} {'p95':>8} {'p99':>8}  (ms, {result['frames']} frames after "
-             f"{result['warmup']} warm-up)"]
+    lines = [(f"{result['bundle_id']} ({result['format']}/{result['precision']}, input {result['input'][0]}x"
+              f"{result['input'][1]}, map {result['map'][0]}x{result['map'][1]}, {result['bundle_mb']:.1f} MB) on "
+              f"{result['settings']['backend']}: {result['settings']}"),
+             (f"  {'stage':12} {'p50':>8} {'p95':>8} {'p99':>8}  (ms, {result['frames']} frames after "
+              f"{result['warmup']} warm-up)")]
     for stage in (*STAGES, "end_to_end"):
         p = lat[stage]
         lines.append(f"  {stage:12} {p['p50']:8.2f} {p['p95']:8.2f} {p['p99']:8.2f}")
@@ -124,19 +145,24 @@ def format_report(result: dict[str, Any]) -> str:
               help="Engine per --bundle, in order (one value applies to all); default auto = the bundle's format.")
 @click.option("--source", type=click.Path(path_type=Path), default=DEFAULT_SOURCE, show_default="the demo images",
               help="Folder of images (recursive), cycled through.")
+@click.option("--frame-size", type=click.IntRange(min=8),
+              help="Resize the source images to NxN and re-encode them (PNG) before timing, e.g. the model's "
+              "input size to measure a camera that delivers frames at that size. Default: as they are.")
 @click.option("--frames", default=200, show_default=True, type=click.IntRange(min=1), help="Frames measured.")
 @click.option("--warmup", default=20, show_default=True, type=click.IntRange(min=0), help="Frames run first, not counted.")
 @click.option("--threads", type=click.IntRange(min=1), help="Inference threads (default: the engine's).")
 @click.option("--hint", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True,
               help="OpenVINO performance hint.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the results as JSON.")
-def bench(bundles: tuple[Path, ...], backends: tuple[str, ...], source: Path, frames: int, warmup: int,
-          threads: int | None, hint: str, json_path: Path | None) -> None:
+def bench(bundles: tuple[Path, ...], backends: tuple[str, ...], source: Path, frame_size: int | None, frames: int,
+          warmup: int, threads: int | None, hint: str, json_path: Path | None) -> None:
     """Latency per stage (p50/p95/p99), end to end, throughput and peak RSS, batch 1, on this machine."""
     if len(backends) not in (0, 1, len(bundles)):
         raise click.UsageError("give one --backend, or one per --bundle")
     chosen = list(backends) * len(bundles) if len(backends) == 1 else list(backends) or ["auto"] * len(bundles)
     encoded = load_frames(source)
+    if frame_size:
+        encoded = resize_frames(encoded, frame_size)
     results = []
     for bundle_dir, backend in zip(bundles, chosen):
         result = bench_one(bundle_dir, None if backend == "auto" else backend, encoded, frames, warmup, threads, hint)
@@ -148,6 +174,7 @@ def bench(bundles: tuple[Path, ...], backends: tuple[str, ...], source: Path, fr
         click.echo(f"end-to-end p50 speed-up of {result['bundle_id']} on {result['settings']['backend']} vs "
                    f"{results[0]['bundle_id']} on {results[0]['settings']['backend']}: "
                    f"{result['speedup_vs_first_p50']:.2f}x")
-    report = {"cpu_count": os.cpu_count(), "source": str(source), "images": len(encoded), "runs": results}
+    report = {"cpu_count": os.cpu_count(), "source": str(source), "images": len(encoded),
+              "frame_size": frame_size, "runs": results}
     if json_path:
         json_path.write_text(json.dumps(report, indent=2))

@@ -14,14 +14,13 @@ and calibration share one writer and a crash never leaves a half-written ``bundl
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from edge.atomicfile import write_atomic
 from edge.preprocess import InputSpec
 
 BUNDLE_FILE = "bundle.yaml"
@@ -69,6 +68,12 @@ class Bundle:
     @property
     def input_name(self) -> str:
         return str(self.meta["graph"].get("input_name", "image"))
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        """(height, width) of the anomaly map the graph outputs, as ``bundle.yaml`` declares it."""
+        shape = self.meta["outputs"]["anomaly_map"].get("shape")
+        return (int(shape[-2]), int(shape[-1])) if shape else (self.spec.height, self.spec.width)
 
 
 def graph_files(graph: dict[str, Any]) -> list[str]:
@@ -127,6 +132,7 @@ def load_bundle(root: str | Path, require_thresholds: bool = True, verify_hashes
     for key in ("anomaly_map", "score"):
         if "name" not in meta["outputs"].get(key, {}):
             raise BundleError(f"{where}: outputs.{key}.name missing")
+    _check_map_shape(where, meta["outputs"]["anomaly_map"].get("shape"), spec)
     if meta["normalization"].get("method") not in NORMALIZATION_METHODS:
         raise BundleError(f"{where}: normalization.method must be one of {list(NORMALIZATION_METHODS)}")
     _check_files(root, meta, verify_hashes)
@@ -137,6 +143,19 @@ def load_bundle(root: str | Path, require_thresholds: bool = True, verify_hashes
     if require_thresholds and thresholds is None:
         raise BundleError(f"{where}: missing threshold (run edge-calibrate on this bundle first)")
     return Bundle(root=root, bundle_id=str(meta["bundle_id"]), spec=spec, meta=meta, thresholds=thresholds)
+
+
+def _check_map_shape(where: Path, shape: Any, spec: InputSpec) -> None:
+    """The map is ``[1, 1, h, w]`` with ``h``, ``w`` dividing the input size by the same stride."""
+    if shape is None:
+        return  # bundles written before the shape was recorded: maps at input resolution
+    if (not isinstance(shape, list) or len(shape) != 4 or not all(isinstance(v, int) and v > 0 for v in shape)
+            or shape[:2] != [1, 1]):
+        raise BundleError(f"{where}: outputs.anomaly_map.shape must be [1, 1, height, width], got {shape!r}")
+    height, width = shape[2:]
+    if spec.height % height or spec.width % width or spec.height // height != spec.width // width:
+        raise BundleError(f"{where}: outputs.anomaly_map.shape {shape} is not the input size "
+                          f"{spec.height}x{spec.width} divided by one stride")
 
 
 def _check_files(root: Path, meta: dict[str, Any], verify_hashes: bool) -> None:
@@ -174,23 +193,6 @@ def _parse_thresholds(where: Path, data: Any) -> Thresholds | None:
 
 
 def write_bundle_yaml(root: str | Path, meta: dict[str, Any]) -> Path:
-    """Write ``bundle.yaml`` atomically: temp file in the same directory, fsync, rename."""
-    root = Path(root)
-    target = root / BUNDLE_FILE
+    """Write ``bundle.yaml`` atomically (see :mod:`edge.atomicfile`)."""
     text = yaml.safe_dump(meta, sort_keys=False, default_flow_style=None, width=120)
-    fd, tmp = tempfile.mkstemp(prefix=".bundle.", suffix=".yaml.tmp", dir=root)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return target
+    return write_atomic(Path(root) / BUNDLE_FILE, text.encode("utf-8"))

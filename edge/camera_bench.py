@@ -33,10 +33,16 @@ DEFAULT_TLSIMU = Path("build") / "gentl" / "TLSimu.cti"
 Event = tuple[float, str, dict[str, Any]]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def daemon_env() -> dict[str, str]:
+    """The environment for a ``python -m edge`` subprocess that imports this checkout's ``edge``."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent),
+                                                                       os.environ.get("PYTHONPATH")]))}
 
 
 def run_daemon(camera: dict[str, Any], watchdog: dict[str, Any] | None = None, threads: int = 2,
@@ -45,7 +51,7 @@ def run_daemon(camera: dict[str, Any], watchdog: dict[str, Any] | None = None, t
     import yaml
     import zmq
 
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     config = {"station": "bench", "bundle": str(bundle), "camera": camera, "runtime": {"threads": threads},
               "publish": {"endpoint": endpoint, "wait_subscriber_s": 10}, "watchdog": watchdog or {}}
     events: list[Event] = []
@@ -58,11 +64,9 @@ def run_daemon(camera: dict[str, Any], watchdog: dict[str, Any] | None = None, t
             sub.setsockopt(zmq.SUBSCRIBE, topic)
         sub.connect(endpoint)
         log_path = Path(tmp) / "daemon.log"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent),
-                                                                          os.environ.get("PYTHONPATH")]))}
         with open(log_path, "w") as log_file:
             proc = subprocess.Popen([sys.executable, "-m", "edge", "--config", str(config_path)],
-                                    env=env, stdout=subprocess.DEVNULL, stderr=log_file)
+                                    env=daemon_env(), stdout=subprocess.DEVNULL, stderr=log_file)
         deadline, exited_at = time.monotonic() + deadline_s, None
         try:
             while exited_at is None or time.monotonic() - exited_at < 0.5:

@@ -20,7 +20,6 @@ from typing import Any
 import click
 
 EXIT_STARTUP = 2
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 # option name -> (dotted config key, is a filesystem path given relative to the working directory)
 OVERRIDES: dict[str, tuple[str, bool]] = {
@@ -41,15 +40,21 @@ OVERRIDES: dict[str, tuple[str, bool]] = {
 }
 
 
-def install_stop_handlers(stop: threading.Event) -> None:
-    """SIGINT and SIGTERM only set ``stop``; the loops notice it within their wait timeout."""
+def install_stop_handlers(stop: threading.Event, reload: threading.Event | None = None) -> None:
+    """SIGINT and SIGTERM only set ``stop``, SIGHUP only sets ``reload``; the loops notice within their wait timeout."""
 
     def _handler(signum: int, _frame: object) -> None:
         logging.getLogger(__name__).info("received %s, stopping", signal.Signals(signum).name)
         stop.set()
 
+    def _reload(_signum: int, _frame: object) -> None:
+        if reload is not None:
+            reload.set()
+
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+    if reload is not None:
+        signal.signal(signal.SIGHUP, _reload)
 
 
 def build_overrides(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -98,7 +103,10 @@ def main(ctx: click.Context, config_path: Path | None, validate_config: bool, **
     """Line-side visual inspection: grab frames, decide OK/NG with a PatchCore bundle, publish verdicts.
 
     Without a command, runs the inspection daemon until its source ends or it gets SIGTERM/SIGINT
-    (exit 0). A config, bundle, source or port problem prints one error and exits 2.
+    (exit 0; frames already grabbed are still published). SIGHUP reloads the config file and its
+    bundle without closing the verdict socket (a bad bundle is refused and the old one keeps
+    running). A config, bundle, source or port problem prints one error and exits 2; a camera lost
+    past the reconnect budget exits 1.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -112,15 +120,18 @@ def main(ctx: click.Context, config_path: Path | None, validate_config: bool, **
         if config_path is None:
             click.echo("edge-inspect: give --config FILE, or the options in edge-inspect --help", err=True)
         ctx.exit(EXIT_STARTUP)
-    logging.basicConfig(level=config.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    from edge.logs import setup_logging
+
+    setup_logging(config.log_level)
     if validate_config:
         ctx.exit(_validate(config))
     from edge.daemon import InspectionDaemon, StartupError
 
     stop = threading.Event()
-    install_stop_handlers(stop)
+    daemon = InspectionDaemon(config, stop, reload_config=lambda: load_config(config_path, overrides, labels))
+    install_stop_handlers(stop, daemon.reload_requested)
     try:
-        code = InspectionDaemon(config, stop).run()
+        code = daemon.run()
     except StartupError as exc:
         click.echo(f"edge-inspect: error: {exc}", err=True)
         ctx.exit(EXIT_STARTUP)
@@ -128,16 +139,30 @@ def main(ctx: click.Context, config_path: Path | None, validate_config: bool, **
 
 
 def _validate(config: Any) -> int:
-    """``--validate-config``: the config parsed; now check that its bundle loads."""
+    """``--validate-config``: the config parsed; now check what it names (bundle, key files) without starting."""
     from edge.bundle import BundleError, load_bundle
+    from edge.curve import load_server_keys
+    from edge.keys import KeyFileError
 
     try:
         bundle = load_bundle(config.bundle)
     except BundleError as exc:
         click.echo(f"edge-inspect: error: bundle: {exc}", err=True)
         return EXIT_STARTUP
+    for section, curve in (("publish.curve", config.publish.curve),
+                           ("control.curve", config.control.curve if config.control.enabled else None)):
+        if curve is None:
+            continue
+        try:
+            load_server_keys(curve)
+        except KeyFileError as exc:
+            click.echo(f"edge-inspect: error: {section}: {exc}", err=True)
+            return EXIT_STARTUP
     click.echo(f"config OK: station {config.station}, bundle {bundle.bundle_id}, camera {config.camera.type}, "
-               f"publish {config.publish.endpoint}")
+               f"publish {config.publish.endpoint}, overload {config.pipeline.overload}, control "
+               f"{config.control.endpoint if config.control.enabled else 'off'}, metrics "
+               f"{f'{config.metrics.host}:{config.metrics.port}' if config.metrics.enabled else 'off'}, archive "
+               f"{config.archive.directory if config.archive.enabled else 'off'}")
     return 0
 
 
@@ -150,7 +175,12 @@ def _validate(config: Any) -> int:
 @click.option("--json", "as_json", is_flag=True,
               help="Print each verdict's JSON payload on one line instead of a summary line.")
 @click.option("--station", metavar="NAME", help="Only verdicts from this station (default: all stations).")
-def subscribe(endpoint: str, count: int | None, timeout: float | None, as_json: bool, station: str | None) -> None:
+@click.option("--server-key", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="For a CURVE-encrypted stream: the daemon's public key file (NAME.key).")
+@click.option("--client-key", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="For a CURVE-encrypted stream: this client's secret key file (NAME.key_secret).")
+def subscribe(endpoint: str, count: int | None, timeout: float | None, as_json: bool, station: str | None,
+              server_key: Path | None, client_key: Path | None) -> None:
     """Connect to ENDPOINT (e.g. tcp://10.0.0.5:5556) and print verdicts as they arrive.
 
     Sequence gaps (lost verdicts) are reported on stderr as they happen; a summary line
@@ -160,7 +190,8 @@ def subscribe(endpoint: str, count: int | None, timeout: float | None, as_json: 
 
     stop = threading.Event()
     install_stop_handlers(stop)
-    code = run_subscriber(endpoint, count=count, timeout_s=timeout, as_json=as_json, station=station, stop=stop)
+    code = run_subscriber(endpoint, count=count, timeout_s=timeout, as_json=as_json, station=station, stop=stop,
+                          server_key=server_key, client_key=client_key)
     sys.exit(code)
 
 
@@ -168,9 +199,14 @@ def _register_commands() -> None:
     """Command groups that live in their own modules (importing only click at this point)."""
     from edge.bench import bench
     from edge.camera_bench import camera_bench
+    from edge.soak import soak
+    from edge.control_cli import ctl, keygen
 
     main.add_command(camera_bench, name="camera-bench")
     main.add_command(bench, name="bench")
+    main.add_command(soak, name="soak")
+    main.add_command(ctl, name="ctl")
+    main.add_command(keygen, name="keygen")
 
 
 _register_commands()

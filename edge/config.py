@@ -10,7 +10,6 @@ checked by the same rules and an error names the option that supplied the bad va
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -19,7 +18,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from edge.archive import ArchiveConfig
 from edge.cameras import CAMERAS
+from edge.configfields import check_bind_endpoint, resolve_path
+from edge.control import ControlConfig
+from edge.curve import CurveServerConfig
+from edge.metrics import MetricsConfig
+from edge.pipeline import PipelineConfig
 from edge.runtime import RuntimeOptions
 
 CAMERA_CONFIGS = tuple(config_cls for config_cls, _ in CAMERAS.values())
@@ -51,15 +56,20 @@ class PublishConfig(BaseModel):
         1000, ge=1, description="Messages queued per subscriber before ZeroMQ drops for that subscriber."
     )
     linger_ms: int = Field(1000, ge=0, description="On shutdown, how long unsent verdicts may still be flushed.")
+    heartbeat_s: float = Field(
+        1.0, ge=0, description="When nothing was published for this long, publish a heartbeat on topic "
+        "'heartbeat.<station>' so subscribers can tell an idle line from a dead daemon; 0 = never.",
+    )
+    curve: CurveServerConfig | None = Field(
+        None, description="Encrypt verdicts with CurveZMQ and send them only to subscribers whose public key is in "
+        "curve.allowed_clients; none = plain, anyone who can reach the port may subscribe."
+    )
 
     @field_validator("endpoint")
     @classmethod
     def _check_endpoint(cls, value: str) -> str:
         """Accept only transports a PUB socket can usefully bind for another process."""
-        transport, sep, address = value.partition("://")
-        if not sep or transport not in ("tcp", "ipc") or not address:
-            raise ValueError("must be tcp://HOST:PORT or ipc://PATH")
-        return value
+        return check_bind_endpoint(value)
 
 
 class RuntimeConfig(BaseModel):
@@ -136,17 +146,23 @@ class EdgeConfig(BaseModel):
     publish: PublishConfig = Field(default_factory=PublishConfig, description="Where verdicts are published.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Inference runtime settings.")
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description="Camera loss and reconnects.")
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Queues and the overload policy.")
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig, description="NG archive on disk (off by default).")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus endpoint (off by default).")
+    control: ControlConfig = Field(
+        default_factory=ControlConfig, description="Authenticated control socket (off by default; CurveZMQ required)."
+    )
+    state_dir: Path | None = Field(
+        None, description="Where the verdict sequence counter persists across restarts. Default: $STATE_DIRECTORY "
+        "(set by systemd's StateDirectory=), else none (seq restarts at 1 on every start). Relative to the config file.",
+    )
     log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
-    @field_validator("bundle")
+    @field_validator("bundle", "state_dir")
     @classmethod
-    def _resolve_bundle(cls, value: Path, info: ValidationInfo) -> Path:
-        """Make a relative bundle path relative to the config file, not the working directory."""
-        value = value.expanduser()
-        base_dir = (info.context or {}).get("base_dir")
-        if base_dir is not None and not value.is_absolute():
-            value = Path(base_dir) / value
-        return Path(os.path.normpath(value))
+    def _resolve_bundle(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        """Make a relative path relative to the config file, not the working directory."""
+        return resolve_path(value, info)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -1,88 +1,136 @@
-"""The inspection loop: grab a frame, decide OK/NG with the bundle, publish the verdict.
+"""The daemon: start the pipeline, keep it running for months, stop it without losing a part.
 
-This is the process systemd keeps alive on the line. Its promises: every frame the camera
-delivers gets exactly one verdict with the next ``seq`` (a frame that cannot be inspected gets a
-fail-safe NG with ``error`` set, never a crash); SIGTERM/SIGINT only set the stop event, so the
-frame in flight is finished and published before the socket is flushed and closed and the process
-exits 0; a problem that makes starting pointless (missing or bad bundle, missing source, port in
-use) is one line on stderr and exit code 2, so systemd and the operator see why at once. A camera
-lost mid-shift (or silent past ``watchdog.no_frame_s``) is closed and reopened with a doubling
-delay while ``status.<station>`` messages tell the line it is down; after
-``watchdog.reconnect_budget`` failed attempts in a row the daemon exits 1 for systemd to restart.
+This is the process systemd keeps alive on the line. Its promises:
+
+- every frame the camera delivers gets exactly one verdict with the next ``seq``, or is counted
+  as dropped with a reason (see :mod:`edge.pipeline`); a frame that cannot be inspected gets a
+  fail-safe NG with ``error`` set, never a crash;
+- SIGTERM/SIGINT only set the stop event: acquisition stops, the frames already grabbed are
+  inspected and published, the socket is flushed and the process exits 0;
+- SIGHUP or the ``reload`` control command loads the config file and its bundle again without
+  closing the verdict socket; a bundle that fails validation or its self-test is refused, the old
+  one keeps deciding, and the refusal is logged and published on ``event.<station>``;
+- a problem that makes starting pointless (missing or bad bundle, missing source, port in use) is
+  one line on stderr and exit code 2; a camera that stays lost past the reconnect budget, or a
+  model failing every frame, ends in exit 1 for systemd's ``Restart=on-failure``;
+- systemd hears READY once everything is up, STATUS lines while running and WATCHDOG pings only
+  while verdicts or heartbeats really flow (:mod:`edge.notify`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
+from edge.acquisition import Acquisition
 from edge.bundle import Bundle, BundleError, load_bundle
-from edge.cameras import Camera, CameraDisconnected, CameraError, Frame, GrabTimeout, create_camera
-from edge.config import EdgeConfig
-from edge.inference import Inspection, Inspector
+from edge.cameras import Camera, CameraError, create_camera
+from edge.config import ConfigError, EdgeConfig
+from edge.inference import Inspector
+from edge.latency import LatencyWindow
+from edge.pipeline import PUBLISH_QUEUE, Accounting, FrameQueue, Job, Message
 from edge.publisher import Publisher, PublishError
-from edge.status import CameraState, build_status, encode_status
-from edge.verdict import build_verdict, encode_verdict
+from edge.selftest import run_selftest
+from edge.sequence import SequenceCounter, SequenceError
+from edge.services import ServiceError, Services
+from edge.stages import InferenceStage, PublishStage
+from edge.status import (
+    EVENT_TOPIC_PREFIX,
+    HEARTBEAT_TOPIC_PREFIX,
+    STATUS_TOPIC_PREFIX,
+    CameraState,
+    build_event,
+    build_heartbeat,
+    build_status,
+    encode_message,
+)
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_STARTUP = 2
-GRAB_TIMEOUT_S = 1.0
+STATUS_EVERY_S = 5.0
+# A frame inside inference for longer than this means the pipeline is wedged: heartbeats then no
+# longer count as signs of life for the systemd watchdog.
+WEDGED_AFTER_S = 10.0
+# Sections a reload cannot apply to a running daemon (they own sockets, threads or the camera).
+RESTART_ONLY = ("station", "camera", "publish", "pipeline", "state_dir", "watchdog", "control", "metrics", "archive")
 
 
 class StartupError(Exception):
     """The daemon cannot start; the message is one line for stderr (exit code 2)."""
 
 
-class RuntimeFailure(Exception):
-    """The daemon cannot go on (camera lost, model failing every frame); exit code 1."""
+class ReloadRefused(Exception):
+    """A reload was refused; the running bundle goes on. The message says why."""
 
 
-@dataclass
-class Counters:
-    """Running totals; ``frames`` and ``errors`` go out in every verdict."""
+def load_inspector(config: EdgeConfig) -> tuple[Bundle, Inspector, dict[str, Any] | None]:
+    """Load, validate and self-test the bundle named by ``config``; BundleError if it must not run."""
+    bundle = load_bundle(config.bundle)
+    backend = None if config.runtime.backend == "auto" else config.runtime.backend
+    inspector = Inspector(bundle, backend=backend, options=config.runtime.options())
+    selftest = run_selftest(bundle, inspector)
+    return bundle, inspector, selftest
 
-    frames: int = 0
-    verdicts: int = 0
-    errors: int = 0
-    failures_in_row: int = 0
-    reconnects: int = 0
+
+def state_dir_for(config: EdgeConfig) -> Path | None:
+    """``state_dir`` from the config, else systemd's ``$STATE_DIRECTORY`` (its first entry), else None."""
+    if config.state_dir is not None:
+        return config.state_dir
+    env = os.environ.get("STATE_DIRECTORY", "")
+    return Path(env.split(":")[0]) if env else None
 
 
 class InspectionDaemon:
-    """Owns the bundle, inspector, publisher and camera for one run of the loop."""
+    """Owns the camera, bundle, pipeline threads and publisher for one run of the daemon."""
 
-    def __init__(self, config: EdgeConfig, stop: threading.Event) -> None:
+    def __init__(self, config: EdgeConfig, stop: threading.Event,
+                 reload_config: Callable[[], EdgeConfig] | None = None, services: Services | None = None) -> None:
         self.config = config
         self.stop = stop
-        self.counters = Counters()
+        self.reload_requested = threading.Event()
+        self.reload_config = reload_config or (lambda: self.config)
+        self.services = services if services is not None else Services(config)
+        self.accounting = Accounting()
+        self.latency = LatencyWindow()
+        self.sequence = SequenceCounter(state_dir_for(config))
         self.bundle: Bundle | None = None
-        self.inspector: Inspector | None = None
         self.publisher: Publisher | None = None
         self.camera: Camera | None = None
-        self._failed_attempts = 0
-        self._last_frame_at = time.monotonic()
+        self.acquisition: Acquisition | None = None
+        self.inference: InferenceStage | None = None
+        self.publishing: PublishStage | None = None
+        self.started_at = time.monotonic()
+        self._items: queue.Queue[Job | Message] = queue.Queue(maxsize=PUBLISH_QUEUE)
+        self._reload_lock = threading.Lock()
+        self._acquisition_done = threading.Event()
+        self._inference_done = threading.Event()
+
+    # ----------------------------------------------------------------- start / run / stop
 
     def start(self) -> None:
         """Load and open everything, in the order it is later closed in reverse; StartupError on failure."""
         config = self.config
         try:
-            self.bundle = load_bundle(config.bundle)
+            self.bundle, inspector, _ = load_inspector(config)
         except BundleError as exc:
             raise StartupError(f"bundle: {exc}") from None
+        log.info("bundle %s loaded from %s (%s)", self.bundle.bundle_id, self.bundle.root, inspector.backend.settings())
         try:
-            backend = None if config.runtime.backend == "auto" else config.runtime.backend
-            self.inspector = Inspector(self.bundle, backend=backend, options=config.runtime.options())
-        except BundleError as exc:
-            raise StartupError(f"bundle: {exc}") from None
-        log.info("bundle %s loaded from %s (%s)", self.bundle.bundle_id, self.bundle.root,
-                 self.inspector.backend.settings())
+            self.sequence.open()
+        except SequenceError as exc:
+            raise StartupError(str(exc)) from None
         try:
-            self.publisher = Publisher(config.publish.endpoint, config.publish.sndhwm, config.publish.linger_ms)
+            self.publisher = Publisher(config.publish.endpoint, config.publish.sndhwm, config.publish.linger_ms,
+                                       **self._publisher_options())
         except PublishError as exc:
             raise StartupError(f"publish: {exc}") from None
         try:
@@ -91,9 +139,32 @@ class InspectionDaemon:
         except CameraError as exc:
             raise StartupError(str(exc)) from None
         self.camera = camera
+        pipeline = config.pipeline
+        frames = FrameQueue(pipeline.queue_size, pipeline.overload, self.accounting, self.stop)
+        self.acquisition = Acquisition(
+            camera, frames, self.accounting, config.watchdog, self.stop, self._on_camera_status,
+            on_demand=pipeline.acquisition == "on_demand",
+            count_discards=getattr(config.camera, "trigger", "free_run") != "software",
+        )
+        self.frames = frames
+        self.inference = InferenceStage(frames, self._items, inspector, self.bundle, self._acquisition_done,
+                                        self.stop, config.runtime.max_consecutive_failures)
+        self.publishing = PublishStage(
+            self._items, self.publisher, self.sequence, self.accounting, self.latency, config.station,
+            config.publish.heartbeat_s, config.publish.send_map, self._inference_done, self._heartbeat,
+            self._on_verdict, self._alive, self._healthy, self.stop,
+        )
+        try:
+            self.services.start(self)
+        except ServiceError as exc:
+            raise StartupError(str(exc)) from None
+
+    def _publisher_options(self) -> dict[str, Any]:
+        curve = getattr(self.config.publish, "curve", None)
+        return {"curve": curve} if curve is not None else {}
 
     def run(self) -> int:
-        """Start, loop until the stream ends or ``stop`` is set, shut down; return the exit code."""
+        """Start, run until the stream ends or ``stop`` is set, drain, shut down; return the exit code."""
         try:
             self.start()
         except StartupError:
@@ -101,16 +172,18 @@ class InspectionDaemon:
             raise
         try:
             self._wait_for_subscriber()
-            self._loop()
-            c = self.counters
-            log.info("stopped: frames=%d verdicts=%d errors=%d last_seq=%d reconnects=%d camera=%s", c.frames,
-                     c.verdicts, c.errors, c.verdicts, c.reconnects, self._camera_stats())
-        except RuntimeFailure as exc:
-            log.error("stopping: %s (camera=%s)", exc, self._camera_stats())
-            return EXIT_FAILURE
+            assert self.acquisition and self.inference and self.publishing
+            self.publishing.start()
+            self.inference.start()
+            self.acquisition.start()
+            self._event("started", {"bundle_id": self.bundle.bundle_id if self.bundle else None,
+                                    "previous_stop_clean": self.sequence.previous_clean})
+            self._notify("ready", self._status_line())
+            self._supervise()
+            code = self._drain()
         finally:
             self.shutdown()
-        return EXIT_OK
+        return code
 
     def _wait_for_subscriber(self) -> None:
         wait_s = self.config.publish.wait_subscriber_s
@@ -120,132 +193,234 @@ class InspectionDaemon:
         if not self.publisher.wait_for_subscriber(wait_s, self.stop):
             log.warning("no subscriber after %.1f s; publishing anyway", wait_s)
 
-    def _loop(self) -> None:
-        assert self.camera is not None
-        no_frame_s = self.config.watchdog.no_frame_s
-        self._last_frame_at = time.monotonic()
-        while not self.stop.is_set():
-            try:
-                frame = self.camera.grab(GRAB_TIMEOUT_S)
-            except GrabTimeout:
-                silent = time.monotonic() - self._last_frame_at
-                if no_frame_s > 0 and silent > no_frame_s:
-                    self._reconnect(f"no frame for {silent:.1f} s")
-                continue
-            except CameraDisconnected as exc:
-                self._reconnect(str(exc))
-                continue
-            except CameraError as exc:
-                raise RuntimeFailure(f"camera: {exc}") from None
-            if frame is None:
-                log.info("end of stream")
-                return
-            self._last_frame_at = time.monotonic()
-            self._failed_attempts = 0
-            self.process(frame)
-        log.info("stop requested")
+    def _supervise(self) -> None:
+        """Main thread: reloads on request, STATUS lines, until acquisition has finished."""
+        assert self.acquisition is not None
+        next_status = time.monotonic() + STATUS_EVERY_S
+        while not self.acquisition.finished.wait(0.2):
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                try:
+                    self.reload("SIGHUP")
+                except ReloadRefused:
+                    pass  # logged and published by reload()
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + STATUS_EVERY_S
+                self._notify("status", self._status_line())
+        if self.stop.is_set():
+            log.info("stop requested: finishing the frames already grabbed")
+            self._notify("stopping")
 
-    def _camera_stats(self) -> dict[str, int]:
+    def _drain(self) -> int:
+        """Let inference and publishing finish what was grabbed, within the shutdown deadline."""
+        assert self.acquisition and self.inference and self.publishing
+        deadline = time.monotonic() + self.config.pipeline.shutdown_timeout_s
+        self._acquisition_done.set()
+        if not self.inference.join(max(0.0, deadline - time.monotonic())):
+            log.error("inference did not finish within the shutdown deadline; frames still queued are dropped")
+        lost = self.frames.discard_all("shutdown")
+        self._inference_done.set()
+        if not self.publishing.join(max(0.5, deadline - time.monotonic())):
+            log.error("publishing did not finish within the shutdown deadline")
+        lost += self._discard_items()
+        failure = self.acquisition.failure or self.inference.failure or self.publishing.failure
+        counts = self.accounting.snapshot()
+        if self.publisher is not None and self.publishing.finished.is_set():  # only then may this thread use it
+            self.publisher.send(encode_message(EVENT_TOPIC_PREFIX, build_event(
+                station=self.config.station, run_id=self.sequence.run_id, event="stopped",
+                detail={"counters": counts, "last_seq": self.sequence.last, "balanced": self.accounting.balanced(),
+                        "failure": failure, "latency_ms": self.latency.summary()})))
         stats = getattr(self.camera, "stats", None)
-        return stats() if callable(stats) else {}
+        log.info("stopped: frames_in=%d verdicts=%d errors=%d drops=%s last_seq=%d reconnects=%d balanced=%s camera=%s",
+                 counts["frames_in"], counts["verdicts"], counts["errors"], counts["drops"], self.sequence.last,
+                 self.acquisition.reconnects, self.accounting.balanced(), stats() if callable(stats) else {})
+        if lost:
+            log.warning("%d frame(s) dropped at shutdown", lost)
+        if failure:
+            log.error("stopping: %s", failure)
+            return EXIT_FAILURE
+        return EXIT_OK
 
-    def _reconnect(self, reason: str) -> None:
-        """Close and reopen the camera with a doubling delay until it opens, ``stop`` is set or the budget is spent.
-
-        The budget counts failed attempts since the last delivered frame, so a camera that reopens but
-        never delivers (or flaps) still ends in exit 1 instead of looping forever.
-        """
-        assert self.camera is not None
-        watchdog = self.config.watchdog
-        camera = self.camera
-        log.warning("camera down: %s", reason)
-        camera.close()
-        while not self.stop.is_set():
-            if self._failed_attempts >= watchdog.reconnect_budget:
-                self._publish_status("gave_up", reason, None)
-                raise RuntimeFailure(
-                    f"camera: gave up after {self._failed_attempts} failed reconnect attempts (last: {reason})"
-                )
-            delay = min(watchdog.reconnect_delay_s * 2 ** self._failed_attempts, watchdog.reconnect_max_delay_s)
-            self._publish_status("down", reason, delay)
-            if self.stop.wait(delay):
-                return
+    def _discard_items(self) -> int:
+        count = 0
+        while True:
             try:
-                camera.open()
-            except CameraError as exc:
-                self._failed_attempts += 1
-                reason = str(exc)
-                log.warning("reconnect attempt %d failed: %s", self._failed_attempts, reason)
-                continue
-            self._failed_attempts += 1  # reset only by a delivered frame
-            self.counters.reconnects += 1
-            self._last_frame_at = time.monotonic()
-            log.info("camera reconnected (attempt %d)", self._failed_attempts)
-            self._publish_status("up", None, None)
-            return
-
-    def _publish_status(self, state: CameraState, reason: str | None, next_retry_s: float | None) -> None:
-        assert self.publisher is not None
-        message = build_status(station=self.config.station, camera=state, reason=reason,
-                               attempt=self._failed_attempts, next_retry_s=next_retry_s,
-                               stats=self._camera_stats(), verdicts=self.counters.verdicts)
-        self.publisher.send(encode_status(message))
-
-    def process(self, frame: Frame) -> dict[str, object]:
-        """Inspect one frame (or record why not), publish its verdict, return the payload."""
-        assert self.inspector is not None and self.publisher is not None and self.bundle is not None
-        counters = self.counters
-        counters.frames += 1
-        inspection: Inspection | None = None
-        error: str | None = None
-        if frame.error is not None or frame.image is None:
-            error = f"decode: {frame.error or 'camera delivered no image'}"
-        else:
-            try:
-                inspection = self.inspector.inspect(frame.image)
-            except Exception as exc:  # noqa: BLE001 - any failure on one frame must become an NG verdict
-                error = f"inference: {exc}"
-                counters.failures_in_row += 1
-                log.warning("inference failed on %s: %s", frame.source, exc)
-            else:
-                counters.failures_in_row = 0
-        publish_start = time.perf_counter()
-        if error is not None:
-            counters.errors += 1
-        send_map = self.config.publish.send_map and inspection is not None
-        map_png = inspection.map_png() if send_map and inspection is not None else None
-        seq = counters.verdicts + 1
-        message = build_verdict(
-            station=self.config.station, seq=seq, frame=frame, bundle_id=self.bundle.bundle_id,
-            counters={"frames": counters.frames, "errors": counters.errors},
-            inspection=inspection, error=error, has_map=map_png is not None,
-        )
-        self.publisher.send(encode_verdict(message, map_png, publish_start))
-        counters.verdicts = seq
-        self._log_verdict(message)
-        limit = self.config.runtime.max_consecutive_failures
-        if counters.failures_in_row >= limit:
-            raise RuntimeFailure(f"inference failed on {limit} frames in a row")
-        return message
-
-    @staticmethod
-    def _log_verdict(message: dict[str, object]) -> None:
-        score, threshold = message["score"], message["threshold"]
-        latency = message["latency_ms"]
-        total = latency.get("total", 0.0) if isinstance(latency, dict) else 0.0
-        log.info(
-            "seq=%s frame=%s %s score=%s thr=%s regions=%d total=%.1fms source=%s%s",
-            message["seq"], message["frame_id"], message["verdict"],
-            "-" if score is None else f"{score:.4f}", "-" if threshold is None else f"{threshold:.4f}",
-            len(message["regions"]) if isinstance(message["regions"], list) else 0,
-            total, message["source"], f" error={message['error']}" if message["error"] else "",
-        )
+                item = self._items.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, Job):
+                count += 1
+        if count:
+            self.accounting.drop("shutdown", count)
+        return count
 
     def shutdown(self) -> None:
-        """Close in reverse start order: camera first (no new frames), then flush the publisher."""
+        """Close in reverse start order: services, camera (no new frames), publisher (flush), sequence."""
+        self.services.close()
         if self.camera is not None:
             self.camera.close()
             self.camera = None
         if self.publisher is not None:
             self.publisher.close()
             self.publisher = None
+        try:
+            self.sequence.close()
+        except SequenceError as exc:
+            log.error("%s", exc)
+
+    # ----------------------------------------------------------------- control
+
+    def reload(self, source: str) -> dict[str, Any]:
+        """Load the config file and its bundle again; swap the bundle in between two frames.
+
+        Raises ReloadRefused (after logging and publishing the refusal) when the new config or bundle
+        cannot be used; the running bundle is untouched then. Sections that own sockets, threads or
+        the camera are not applied by a reload; a change there is reported as needing a restart.
+        """
+        with self._reload_lock:
+            self._notify("reloading")
+            try:
+                new = self.reload_config()
+                bundle, inspector, selftest = load_inspector(new)
+            except (ConfigError, BundleError) as exc:
+                reason = str(exc)
+                log.error("reload (%s) refused, bundle %s keeps running: %s", source,
+                          self.bundle.bundle_id if self.bundle else "-", reason)
+                self._event("reload_refused", {"reason": reason, "source": source,
+                                               "bundle_id": self.bundle.bundle_id if self.bundle else None})
+                self._count_reload("refused")
+                self._notify("ready", self._status_line())
+                raise ReloadRefused(reason) from None
+            needs_restart = [name for name in RESTART_ONLY if getattr(new, name) != getattr(self.config, name)]
+            if needs_restart:
+                log.warning("reload: changes to %s take effect only after a restart", ", ".join(needs_restart))
+            assert self.inference is not None
+            self.inference.swap(inspector, bundle)
+            old = self.bundle.bundle_id if self.bundle else None
+            self.bundle = bundle
+            self.config = self.config.model_copy(update={"bundle": new.bundle, "runtime": new.runtime,
+                                                         "log_level": new.log_level})
+            logging.getLogger().setLevel(new.log_level)
+            detail = {"bundle_id": bundle.bundle_id, "previous_bundle_id": old, "source": source,
+                      "selftest": selftest, "needs_restart": needs_restart}
+            log.info("reload (%s): bundle %s -> %s", source, old, bundle.bundle_id)
+            self._event("reload", detail)
+            self._count_reload("ok")
+            self._notify("ready", self._status_line())
+            return detail
+
+    def pause(self) -> dict[str, Any]:
+        assert self.acquisition is not None
+        self.acquisition.paused.set()
+        self.services.paused(True)
+        log.info("paused: no frames are grabbed until resume")
+        return {"state": "paused"}
+
+    def resume(self) -> dict[str, Any]:
+        assert self.acquisition is not None
+        self.acquisition.paused.clear()
+        self.services.paused(False)
+        log.info("resumed")
+        return {"state": "running"}
+
+    def trigger(self) -> dict[str, Any]:
+        assert self.acquisition is not None
+        return {"pending": self.acquisition.trigger()}
+
+    def status(self) -> dict[str, Any]:
+        """What ``ctl status`` answers: camera, bundle, counters, latency percentiles, queues."""
+        acq = self.acquisition
+        camera_stats = getattr(self.camera, "stats", None)
+        return {
+            "station": self.config.station,
+            "run_id": self.sequence.run_id,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "state": "paused" if acq is not None and acq.paused.is_set() else "running",
+            "camera": {"type": self.config.camera.type, "up": bool(acq.camera_up) if acq else False,
+                       "reconnects": acq.reconnects if acq else 0,
+                       "stats": camera_stats() if callable(camera_stats) else {}},
+            "bundle": {"id": self.bundle.bundle_id if self.bundle else None,
+                       "path": str(self.bundle.root) if self.bundle else None},
+            "counters": self.accounting.snapshot(),
+            "last_seq": self.sequence.last,
+            "latency_ms": self.latency.summary(),
+            "queues": {"frames": self.frames.qsize(), "publish": self._items.qsize(),
+                       "policy": self.config.pipeline.overload},
+        }
+
+    def handlers(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """Control commands, by name, for :class:`edge.control.ControlServer`."""
+        return {
+            "status": lambda _args: self.status(),
+            "trigger": lambda _args: self.trigger(),
+            "reload": lambda _args: self.reload("control"),
+            "pause": lambda _args: self.pause(),
+            "resume": lambda _args: self.resume(),
+        }
+
+    # ----------------------------------------------------------------- callbacks from the threads
+
+    def _on_camera_status(self, state: CameraState, reason: str | None, next_retry_s: float | None,
+                          attempt: int) -> None:
+        stats = getattr(self.camera, "stats", None)
+        message = build_status(station=self.config.station, camera=state, reason=reason, attempt=attempt,
+                               next_retry_s=next_retry_s, stats=stats() if callable(stats) else {},
+                               verdicts=self.accounting.verdicts)
+        self._enqueue(Message(STATUS_TOPIC_PREFIX, message))
+        self.services.camera(state)
+
+    def _event(self, event: str, detail: dict[str, Any]) -> None:
+        message = build_event(station=self.config.station, run_id=self.sequence.run_id, event=event, detail=detail)
+        if self.publishing is not None and self.publishing.finished.is_set():
+            return
+        self._enqueue(Message(EVENT_TOPIC_PREFIX, message))
+
+    def _enqueue(self, message: Message) -> None:
+        try:
+            self._items.put(message, timeout=1.0)
+        except queue.Full:
+            log.warning("%s message not published: publish queue full", message.prefix.rstrip("."))
+
+    def _heartbeat(self, first: bool) -> list[bytes]:
+        acq = self.acquisition
+        message = build_heartbeat(
+            station=self.config.station, run_id=self.sequence.run_id, restart=first, last_seq=self.sequence.last,
+            paused=bool(acq and acq.paused.is_set()), camera_up=bool(acq and acq.camera_up),
+            bundle_id=self.bundle.bundle_id if self.bundle else "", counters=self.accounting.snapshot(),
+        )
+        self.services.heartbeat()
+        return encode_message(HEARTBEAT_TOPIC_PREFIX, message)
+
+    def _on_verdict(self, message: dict[str, Any], job: Job, map_png: bytes | None) -> None:
+        _log_verdict(message)
+        self.services.verdict(message, job, map_png)
+
+    def _alive(self) -> None:
+        self.services.alive()
+
+    def _healthy(self) -> bool:
+        busy = self.inference.busy_since if self.inference is not None else None
+        return busy is None or time.monotonic() - busy < WEDGED_AFTER_S
+
+    def _count_reload(self, result: str) -> None:
+        self.services.reload(result, self.bundle.bundle_id if self.bundle else None)
+
+    def _notify(self, what: str, text: str = "") -> None:
+        self.services.notify(what, text)
+
+    def _status_line(self) -> str:
+        c = self.accounting.snapshot()
+        state = "paused" if self.acquisition is not None and self.acquisition.paused.is_set() else "inspecting"
+        return (f"{state}: {c['verdicts']} verdicts, {c['dropped']} dropped, {c['errors']} errors; "
+                f"bundle {self.bundle.bundle_id if self.bundle else '-'}")
+
+
+def _log_verdict(message: dict[str, Any]) -> None:
+    score, threshold = message["score"], message["threshold"]
+    total = message["latency_ms"].get("total", 0.0)
+    log.info(
+        "seq=%s frame=%s %s score=%s thr=%s regions=%d total=%.1fms source=%s%s",
+        message["seq"], message["frame_id"], message["verdict"],
+        "-" if score is None else f"{score:.4f}", "-" if threshold is None else f"{threshold:.4f}",
+        len(message["regions"]), total, message["source"], f" error={message['error']}" if message["error"] else "",
+    )

@@ -15,6 +15,10 @@ import threading
 import time
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from edge.curve import CurveServerConfig, make_server
+from edge.keys import KeyFileError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +32,9 @@ class PublishError(Exception):
 class Publisher:
     """Binds an XPUB socket on ``endpoint``; ``send`` multipart verdicts; ``close`` with linger."""
 
-    def __init__(self, endpoint: str, sndhwm: int = 1000, linger_ms: int = 1000) -> None:
+    def __init__(
+        self, endpoint: str, sndhwm: int = 1000, linger_ms: int = 1000, *, curve: CurveServerConfig | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.linger_ms = linger_ms
         self.subscriptions = 0
@@ -39,11 +45,16 @@ class Publisher:
         self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # report every subscribe, not only the first per topic
         self._socket.setsockopt(zmq.XPUB_VERBOSER, 1)  # ... and every unsubscribe, so the count stays right
         self._socket.setsockopt(zmq.TCP_KEEPALIVE, 1)  # notice a bridge whose cable was pulled
+        self._authenticator: ThreadAuthenticator | None = None
         try:
+            if curve is not None:  # only subscribers whose key is in curve.allowed_clients get verdicts
+                self._authenticator = make_server(self._socket, self._context, curve)
             self._socket.bind(endpoint)
+        except KeyFileError as exc:
+            self._release(0)
+            raise PublishError(f"curve: {exc}") from None
         except zmq.ZMQError as exc:
-            self._socket.close(linger=0)
-            self._context.term()
+            self._release(0)
             if exc.errno == errno.EADDRINUSE:
                 raise PublishError(
                     f"cannot bind {endpoint}: address already in use (another edge-inspect running?)"
@@ -98,7 +109,12 @@ class Publisher:
         if self._closed:
             return
         self._closed = True
-        self._socket.close(linger=self.linger_ms if linger_ms is None else linger_ms)
+        self._release(self.linger_ms if linger_ms is None else linger_ms)
+
+    def _release(self, linger_ms: int) -> None:
+        self._socket.close(linger=linger_ms)
+        if self._authenticator is not None:
+            self._authenticator.stop()  # before term(): its ZAP socket lives in this context
         self._context.term()
 
     def __enter__(self) -> Publisher:

@@ -87,6 +87,8 @@ class OnnxRuntimeBackend:
         names = {i.name for i in self._session.get_inputs()}
         if self._input not in names:
             raise BundleError(f"{bundle.graph_path}: graph has no input named {self._input!r} (has {sorted(names)})")
+        shapes = {o.name: list(o.shape) for o in self._session.get_outputs()}
+        check_map_shape(bundle, shapes.get(self._outputs[0], []))
         self.threads = options.threads
         log.debug("onnxruntime session for %s (threads=%s)", bundle.graph_path, options.threads)
 
@@ -133,6 +135,8 @@ class OpenVinoBackend:
             raise BundleError(f"{bundle.graph_path}: graph has no input named {bundle.input_name!r} (has {sorted(names)})")
         self._input = bundle.input_name
         self._map_port = self._compiled.output(bundle.output_names[0])
+        map_shape = self._map_port.get_partial_shape()
+        check_map_shape(bundle, [d.get_length() if d.is_static else None for d in map_shape])
         self._score_port = self._compiled.output(bundle.output_names[1])
         self._request = self._compiled.create_infer_request()
         self.options = options
@@ -150,6 +154,19 @@ class OpenVinoBackend:
         return {"backend": self.name, "inference_threads": self.threads, "hint": self.options.hint,
                 "streams": int(self._compiled.get_property("NUM_STREAMS")), "inference_precision": "f32",
                 "cache_dir": str(self.cache_dir) if self.cache_dir else None}
+
+
+def check_map_shape(bundle: Bundle, graph_shape: list[object]) -> None:
+    """Refuse a graph whose anomaly map is not the size ``bundle.yaml`` declares (dynamic sizes pass).
+
+    Region boxes are scaled from the map to the image by the declared size, so a graph exported
+    at another map resolution than its ``bundle.yaml`` says would put them in the wrong place.
+    """
+    declared = bundle.map_shape
+    graph = tuple(graph_shape[-2:])
+    if len(graph) == 2 and all(isinstance(v, int) for v in graph) and graph != declared:
+        raise BundleError(f"{bundle.graph_path}: graph outputs a {graph[0]}x{graph[1]} anomaly map but "
+                          f"bundle.yaml declares {declared[0]}x{declared[1]}")
 
 
 def resolve_cache_dir(bundle: Bundle, options: RuntimeOptions) -> Path | None:

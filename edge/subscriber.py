@@ -14,10 +14,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import zmq
 
+from edge.keys import KeyFileError
 from edge.verdict import TOPIC_PREFIX, ReceivedVerdict, VerdictError, parse_verdict
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ class SequenceTracker:
         self.last_seq[station] = seq
         if previous is None or seq == previous + 1:
             return None
+        if message.get("restart"):  # a new daemon run: numbers it skipped were never used, not lost
+            self.restarts += 1
+            return f"restart: {station} seq {previous} -> {seq} (daemon restarted, run {message.get('run_id')})"
         if seq > previous + 1:
             lost = seq - previous - 1
             self.gaps += 1
@@ -90,8 +95,17 @@ def subscribe(
     stop: threading.Event | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
+    server_key: str | Path | None = None,
+    client_key: str | Path | None = None,
 ) -> int:
-    """Receive verdicts until ``count`` arrived (0), ``timeout_s`` passed with none (1), or ``stop``."""
+    """Receive verdicts until ``count`` arrived (0), ``timeout_s`` passed with none (1), or ``stop``.
+
+    With ``server_key`` (the daemon's public NAME.key) and ``client_key`` (this client's
+    NAME.key_secret) it connects with CURVE; a key the daemon does not allow receives nothing.
+    """
+    if (server_key is None) != (client_key is None):
+        print("error: give both --server-key and --client-key, or neither", file=err)
+        return 2
     stop = stop or threading.Event()
     topic = TOPIC_PREFIX + station if station else TOPIC_PREFIX
     tracker = SequenceTracker()
@@ -101,7 +115,17 @@ def subscribe(
     socket.setsockopt(zmq.RCVHWM, 10000)
     socket.setsockopt_string(zmq.SUBSCRIBE, topic)
     try:
+        if server_key is not None and client_key is not None:
+            # Imported here: edge.curve brings pydantic, which would slow every start of a plain subscriber.
+            from edge.curve import make_client
+
+            make_client(socket, server_key, client_key)
         socket.connect(endpoint)
+    except KeyFileError as exc:
+        print(f"error: {exc}", file=err)
+        socket.close()
+        context.term()
+        return 2
     except zmq.ZMQError as exc:
         print(f"error: cannot connect to {endpoint}: {exc.strerror}", file=err)
         socket.close()

@@ -43,11 +43,19 @@ Payload, schema version 1 (``VERDICT_SCHEMA_VERSION``)::
     bundle_id         str     id of the model bundle that decided
     latency_ms        object  decode, preprocess, inference, postprocess, publish, total (float ms);
                               stages not run are 0; total = (t_publish - t_capture) * 1000
-    counters          object  frames (frames grabbed so far), errors (error verdicts so far)
+    counters          object  frames (frames received from the camera so far, counting those it
+                              discarded), errors (error verdicts so far), dropped (frames that got no
+                              verdict so far) and drops ({reason: n}: queue_full, incomplete_buffer,
+                              shutdown). frames = verdicts published + dropped, always; a frame
+                              dropped between two verdicts shows in the next one
     has_map           bool    whether frame 2 (anomaly map PNG) follows
+    run_id            str     changes at every start of the daemon (not at a reload)
+    restart           bool    true on the first verdict of a run: a seq jump before it means numbers
+                              left unused by an unclean stop, not verdicts lost
 
-``device_frame_id``, ``timestamp_ns`` and ``timestamp_clock`` were added within schema 1 (fields
-are only ever added within a version): a reader must accept verdicts that lack them.
+``device_frame_id``, ``timestamp_ns``, ``timestamp_clock``, ``run_id``, ``restart`` and the
+``dropped``/``drops`` counters were added within schema 1 (fields are only ever added within a
+version): a reader must accept verdicts that lack them.
 
 Example::
 
@@ -84,7 +92,7 @@ REQUIRED_FIELDS = (
     "counters", "has_map",
 )
 # Added within schema 1: always sent, but a reader must not require them (older senders lack them).
-ADDED_FIELDS = ("device_frame_id", "timestamp_ns", "timestamp_clock")
+ADDED_FIELDS = ("device_frame_id", "timestamp_ns", "timestamp_clock", "run_id", "restart")
 
 
 class VerdictError(ValueError):
@@ -119,10 +127,12 @@ def build_verdict(
     seq: int,
     frame: Frame,
     bundle_id: str,
-    counters: dict[str, int],
+    counters: dict[str, Any],
     inspection: Inspection | None = None,
     error: str | None = None,
     has_map: bool = False,
+    run_id: str | None = None,
+    restart: bool = False,
 ) -> dict[str, Any]:
     """The payload for one frame: from ``inspection``, or a fail-safe NG when ``error`` is given."""
     if (inspection is None) == (error is None):
@@ -158,9 +168,17 @@ def build_verdict(
         "error": error,
         "bundle_id": bundle_id,
         "latency_ms": latency,
-        "counters": {"frames": int(counters.get("frames", 0)), "errors": int(counters.get("errors", 0))},
+        "counters": _counters(counters),
         "has_map": bool(has_map and inspection is not None),
+        "run_id": run_id,
+        "restart": bool(restart),
     }
+
+
+def _counters(counters: dict[str, Any]) -> dict[str, Any]:
+    drops = {str(k): int(v) for k, v in dict(counters.get("drops") or {}).items()}
+    return {"frames": int(counters.get("frames", 0)), "errors": int(counters.get("errors", 0)),
+            "dropped": sum(drops.values()), "drops": drops}
 
 
 def _region(region: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -29,6 +30,7 @@ from edge.bundle import SCHEMA_VERSION, load_bundle, sha256_file, write_bundle_y
 from edge.imageio import read_image
 from edge.inference import Inspector
 from edge.preprocess import InputSpec, preprocess
+from edge.selftest import SELFTEST_IMAGE
 from export.formats import FORMATS, GraphFormat, Precision, check_format, needs_accuracy_guard, needs_calibration
 from export.guard import DEFAULT_AUROC_DROP_POINTS, DEFAULT_MAX_SCORE_CHANGE, compare
 from export.onnx_graph import INPUT_NAME, OUTPUT_NAMES, export_onnx
@@ -85,8 +87,12 @@ def build_bundle(
     tolerance: float = PARITY_TOLERANCE,
     overwrite: bool = False,
     reduced: ReducedPrecisionOptions | None = None,
+    map_stride: int | None = None,
 ) -> Path:
     """Export the run in ``run_dir`` to a bundle directory ``out`` and return its path.
+
+    ``map_stride`` overrides the run's anomaly-map resolution (it changes post-processing only,
+    not the memory bank), so one run can be exported at several map resolutions.
 
     The FP32 ONNX graph is always made first and checked against torch (parity). Any other row of
     the formats table is derived from it in a second staging directory and must pass the accuracy
@@ -98,6 +104,10 @@ def build_bundle(
     if out.exists() and not overwrite:
         raise ExportError(f"{out}: already exists (pass --overwrite to replace it)")
     model, run = load_run(run_dir)
+    if map_stride is not None:
+        model.set_map_stride(map_stride)
+    # The config the graph is made from (runs saved before a field existed get its default).
+    run = {**run, "config": model.config.to_dict()}
     spec = InputSpec.from_dict(run["input_spec"])
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -116,7 +126,7 @@ def build_bundle(
         parity["tolerance"] = tolerance
         parity["tolerance_rule"] = "|score_torch - score_graph| <= tolerance * max(1, |score_torch|)"
         meta["export"]["parity"] = parity
-        write_bundle_yaml(staging, meta)
+        write_selftest(staging, meta, run, tolerance)
         if parity["max_rel_score_diff"] > tolerance:
             raise ExportError(
                 f"parity check failed: torch and onnx scores differ by up to "
@@ -160,17 +170,19 @@ def derive_bundle(reference: Path, target: Path, run: dict[str, Any], spec: Inpu
     seconds = time.perf_counter() - started
     manifest = reference_meta["training"]["train_manifest"]
     shutil.copy2(reference / manifest, target / manifest)
+    shutil.copy2(reference / SELFTEST_IMAGE, target / SELFTEST_IMAGE)
     meta = copy.deepcopy(reference_meta)
     meta["graph"].update({"file": graph_name, "format": graph_format.value, "precision": prec.value})
     names = [graph_name]
     if info.weights_suffix:
         meta["graph"]["weights"] = "model" + info.weights_suffix
         names.append(meta["graph"]["weights"])
-    _hash_files(target, meta, [*names, manifest])
+    _hash_files(target, meta, [*names, manifest, SELFTEST_IMAGE])
     meta["tools"] = tool_versions()
     meta["export"].update(record)
     meta["export"]["derived"] = {"from": "FP32 ONNX graph checked by the parity record", "seconds": round(seconds, 2)}
     write_bundle_yaml(target, meta)
+    record_selftest(target, meta, reference_meta["selftest"]["tolerance"])
     if needs_accuracy_guard(prec):
         good = [Path(p) for p in run.get("validation_images") or []]
         guard = compare(reference, target, good, reduced.val_dir, reduced.max_auroc_drop, reduced.max_score_change)
@@ -226,6 +238,32 @@ def check_parity(model: torch.nn.Module, bundle_dir: Path, run: dict[str, Any], 
     }
 
 
+def write_selftest(staging: Path, meta: dict[str, Any], run: dict[str, Any], tolerance: float) -> None:
+    """Put a probe image in the bundle with the score this graph gives it, for the edge's load-time self-test.
+
+    The probe is the first held-out image, resized to the input size (a few kB). The edge runs it
+    before a (re)loaded bundle may decide anything: a graph that a different engine version,
+    corrupt weights or a wrong preprocessing would make score differently is refused there.
+    """
+    paths = list(run.get("validation_images") or []) or list(run["train_images"])
+    image = read_image(paths[0])
+    probe = cv2.resize(image, (meta["input"]["width"], meta["input"]["height"]), interpolation=cv2.INTER_AREA)
+    if not cv2.imwrite(str(staging / SELFTEST_IMAGE), probe):
+        raise ExportError(f"cannot write {staging / SELFTEST_IMAGE}")
+    _hash_files(staging, meta, [*meta["files"], SELFTEST_IMAGE])
+    record_selftest(staging, meta, tolerance)
+
+
+def record_selftest(bundle_dir: Path, meta: dict[str, Any], tolerance: float) -> None:
+    """Score the probe through ``edge`` with this bundle's graph and record it in ``bundle.yaml``."""
+    meta.pop("selftest", None)
+    write_bundle_yaml(bundle_dir, meta)
+    raw = Inspector(load_bundle(bundle_dir, require_thresholds=False)).run(read_image(bundle_dir / SELFTEST_IMAGE))
+    meta["selftest"] = {"image": SELFTEST_IMAGE, "score": float(raw.score), "tolerance": float(tolerance),
+                        "rule": "|score - selftest.score| <= tolerance * max(1, |selftest.score|)"}
+    write_bundle_yaml(bundle_dir, meta)
+
+
 def _hash_files(staging: Path, meta: dict[str, Any], names: list[str]) -> None:
     """Record the sha256 of each bundle file and derive the bundle id from the graph's hash."""
     meta["files"] = {name: {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size} for name in names}
@@ -244,6 +282,7 @@ def _bundle_meta(
     run: dict[str, Any], spec: InputSpec, graph_name: str, fmt: str, precision: str, manifest: str
 ) -> dict[str, Any]:
     config = run["config"]
+    map_stride = int(config.get("map_stride", 1))
     return {
         "schema_version": SCHEMA_VERSION,
         "bundle_id": "",  # set by _hash_files from the graph's sha256
@@ -258,9 +297,10 @@ def _bundle_meta(
         "outputs": {
             "anomaly_map": {
                 "name": OUTPUT_NAMES[0],
-                "shape": [1, 1, spec.height, spec.width],
-                "meaning": "per-pixel anomaly score at input resolution: nearest-neighbour patch distance "
-                "to the memory bank, upsampled bilinearly and Gaussian-smoothed (raw units, not normalised)",
+                "shape": [1, 1, spec.height // map_stride, spec.width // map_stride],
+                "meaning": f"anomaly score per {map_stride}x{map_stride} input pixels (map_stride {map_stride}): "
+                "nearest-neighbour patch distance to the memory bank, upsampled bilinearly and Gaussian-smoothed "
+                "(raw units, not normalised); region boxes are scaled to image pixels",
             },
             "score": {
                 "name": OUTPUT_NAMES[1],

@@ -50,18 +50,22 @@ HELP = """Export the PatchCore run in RUN_DIR (made by edge-train) to a bundle.
               help="Largest image-AUROC drop vs FP32, in points, with --val.")
 @click.option("--max-score-change", default=DEFAULT_MAX_SCORE_CHANGE, show_default=True,
               help="Without --val: largest median relative score change vs FP32 on held-out good images.")
+@click.option("--map-stride", type=click.IntRange(min=1),
+              help="Anomaly-map resolution: input pixels per map pixel (divides the input size). "
+              "Default: the run's. Post-processing only, the memory bank is unchanged.")
 @click.option("--force", is_flag=True, help="Write the bundle even if the accuracy guard fails (recorded).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each step.")
 def main(run_dir: Path, out: Path, fmt: str, precision: str, parity_images: int, tolerance: float,
          calib_dir: Path | None, calib_count: int, val_dir: Path | None, max_auroc_drop: float,
-         max_score_change: float, force: bool, overwrite: bool, verbose: bool) -> None:
+         max_score_change: float, map_stride: int | None, force: bool, overwrite: bool, verbose: bool) -> None:
     """Entry point of the edge-export console script."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     reduced = ReducedPrecisionOptions(calib_dir=calib_dir, calib_count=calib_count, val_dir=val_dir,
                                       max_auroc_drop=max_auroc_drop, max_score_change=max_score_change, force=force)
     try:
-        bundle = build_bundle(run_dir, out, fmt, precision, parity_images, tolerance, overwrite, reduced)
+        bundle = build_bundle(run_dir, out, fmt, precision, parity_images, tolerance, overwrite, reduced,
+                              map_stride=map_stride)
     except (ExportError, BundleError, RunError, ValueError, FileNotFoundError) as exc:
         click.echo(f"edge-export: error: {exc}", err=True)
         sys.exit(2)

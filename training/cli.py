@@ -72,6 +72,8 @@ def parse_input_size(value: str) -> tuple[int, int]:
               help="Pretrained feature extractor; weights must already be on this machine.")
 @click.option("--coreset-ratio", default=DEFAULT_CORESET_RATIO, show_default=True, type=float,
               help="Fraction of training patches kept in the memory bank (edge latency grows with it).")
+@click.option("--map-stride", default=PatchCoreConfig().map_stride, show_default=True, type=click.IntRange(min=1),
+              help="Input pixels per anomaly-map pixel (divides the input size); edge-export can change it later.")
 @click.option("--input-size", default="256", show_default=True,
               help="Graph input size: N for NxN, or HEIGHTxWIDTH. Images are stretched to it.")
 @click.option("--val-fraction", default=0.1, show_default=True, type=float,
@@ -89,6 +91,7 @@ def main(
     out_dir: Path,
     backbone: str,
     coreset_ratio: float,
+    map_stride: int,
     input_size: str,
     val_fraction: float,
     seed: int,
@@ -111,7 +114,7 @@ def main(
     )
     try:
         config = PatchCoreConfig(backbone=backbone, input_size=parse_input_size(input_size),
-                                 coreset_ratio=coreset_ratio)
+                                 coreset_ratio=coreset_ratio, map_stride=map_stride)
         out = fit(data_dir, out_dir, config, val_fraction=val_fraction, seed=seed, device=device,
                   batch_size=batch_size, max_images=max_images, progress=not quiet)
     except USER_ERRORS as exc:

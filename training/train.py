@@ -104,14 +104,7 @@ def fit(
     timings["setup"] = time.perf_counter() - started
 
     tick = time.perf_counter()
-    chunks: list[torch.Tensor] = []
-    batches = iter_batches(train_images, spec, batch_size)
-    total = math.ceil(len(train_images) / batch_size)
-    with torch.no_grad():
-        for batch in tqdm(batches, total=total, desc="embedding", unit="batch", disable=not progress):
-            chunks.append(model.embed(torch.from_numpy(batch).to(torch_device)))
-    embeddings = torch.cat(chunks)
-    del chunks
+    embeddings = embed_images(model, train_images, spec, batch_size, progress)
     timings["embedding"] = time.perf_counter() - tick
     log.info("embedded %s images into %s patches of dimension %s", len(train_images), *embeddings.shape)
 
@@ -123,10 +116,7 @@ def fit(
 
     tick = time.perf_counter()
     out = Path(out_dir).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    checkpoint = {"config": config.to_dict(), "input_spec": spec.to_dict(), "state_dict": state_dict}
-    _write_atomic(out / MODEL_FILE, lambda p: torch.save(checkpoint, p))
+    save_model(out, model, spec)
     timings["save"] = time.perf_counter() - tick
 
     run = {
@@ -149,10 +139,38 @@ def fit(
         },
         "memory_bank_shape": [int(v) for v in bank.shape],
     }
-    text = yaml.safe_dump(run, sort_keys=False)
-    _write_atomic(out / RUN_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+    write_run_yaml(out, run)
     log.info("wrote %s (%s)", out, ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     return out
+
+
+def embed_images(model: PatchCore, paths: list[Path], spec: InputSpec, batch_size: int = 8,
+                 progress: bool = True) -> torch.Tensor:
+    """Patch embeddings ``(len(paths) * h * w, D)`` of the images, on the model's device."""
+    device = model.blur_kernel.device
+    chunks: list[torch.Tensor] = []
+    total = math.ceil(len(paths) / batch_size)
+    with torch.no_grad():
+        for batch in tqdm(iter_batches(paths, spec, batch_size), total=total, desc="embedding", unit="batch",
+                          disable=not progress):
+            chunks.append(model.embed(torch.from_numpy(batch).to(device)))
+    return torch.cat(chunks)
+
+
+def save_model(out: Path, model: PatchCore, spec: InputSpec) -> Path:
+    """Write ``out/model.pt``: config, input spec and the full state dict (bank included)."""
+    out.mkdir(parents=True, exist_ok=True)
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    checkpoint = {"config": model.config.to_dict(), "input_spec": spec.to_dict(), "state_dict": state_dict}
+    _write_atomic(out / MODEL_FILE, lambda p: torch.save(checkpoint, p))
+    return out / MODEL_FILE
+
+
+def write_run_yaml(out: Path, run: dict[str, Any]) -> Path:
+    """Write ``out/run.yaml`` atomically."""
+    text = yaml.safe_dump(run, sort_keys=False)
+    _write_atomic(out / RUN_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+    return out / RUN_FILE
 
 
 def read_run_yaml(run_dir: Path) -> dict[str, Any]:

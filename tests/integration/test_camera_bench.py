@@ -36,7 +36,8 @@ def test_device_loss_bench_shows_the_camera_down_then_back_and_no_seq_gap(tmp_pa
     assert figure["verdicts"] == 5 and figure["seq_gaps"] == [] and figure["frame_ids_consecutive"]
     assert figure["reconnects"] == 2 and figure["exit_code"] == 0  # lost after frames 2 and 4
     pause = figure["pauses_with_status"][0]
-    assert pause["between_seq"] == [2, 3] and pause["status"][0] == "down" and pause["status"][-1] == "up"
+    # Acquisition runs ahead of publishing, so the next loss may be announced before verdict 3 goes out.
+    assert pause["between_seq"] == [2, 3] and pause["status"][:2] == ["down", "up"]
 
 
 def test_device_loss_bench_without_return_ends_in_exit_1_after_the_budget(tmp_path):

@@ -30,7 +30,10 @@ def refusal(bundle_dir, **kwargs) -> str:
 def test_a_calibrated_bundle_loads_with_its_contract(tiny_bundle):
     bundle = load_bundle(tiny_bundle)
     assert bundle.thresholds is not None and bundle.thresholds.image > 0
-    assert bundle.spec.height == bundle.meta["outputs"]["anomaly_map"]["shape"][2]
+    stride = bundle.meta["model"]["config"]["map_stride"]
+    assert bundle.meta["outputs"]["anomaly_map"]["shape"] == [1, 1, bundle.spec.height // stride,
+                                                              bundle.spec.width // stride]
+    assert bundle.map_shape == (bundle.spec.height // stride, bundle.spec.width // stride)
     assert bundle.meta["model"]["family"] == "patchcore"
     assert set(bundle.meta["tools"]) >= {"python", "torch", "onnx", "onnxruntime", "edge"}
     assert bundle.meta["training"]["n_train_images"] > 0
@@ -80,3 +83,9 @@ def test_write_is_atomic_and_leaves_no_temp_files(bundle_copy):
     edit(bundle_copy, lambda m: m.update(note="x"))
     assert yaml.safe_load((bundle_copy / BUNDLE_FILE).read_text())["note"] == "x"
     assert not list(bundle_copy.glob(".bundle.*"))
+
+
+@pytest.mark.parametrize("shape", [[1, 1, 100, 64], [1, 2, 64, 64], [1, 1, 64], "256x256"])
+def test_an_anomaly_map_shape_that_is_not_the_input_divided_by_one_stride_is_refused(bundle_copy, shape):
+    edit(bundle_copy, lambda m: m["outputs"]["anomaly_map"].update(shape=shape))
+    assert "outputs.anomaly_map.shape" in refusal(bundle_copy)

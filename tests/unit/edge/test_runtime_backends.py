@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edge.bundle import BundleError, load_bundle
+from edge.bundle import BundleError, load_bundle, read_bundle_yaml, write_bundle_yaml
 from edge.imageio import read_image
 from edge.inference import Inspector
 from edge.runtime import RuntimeOptions, backend_for
@@ -53,3 +53,16 @@ def test_bundle_format_picks_the_backend_and_onnxruntime_refuses_an_ir(tiny_bund
     assert backend_for(ir_bundle) == "openvino"
     with pytest.raises(BundleError, match="backend onnxruntime cannot run a openvino graph"):
         backend_for(ir_bundle, "onnxruntime")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_graph_whose_map_is_not_the_size_bundle_yaml_declares_is_refused(tiny_bundle, tmp_path, backend):
+    """Region boxes are scaled by the declared map size: a mismatch would misplace them, so it is refused."""
+    bundle_dir = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    meta = read_bundle_yaml(bundle_dir)
+    _, _, height, width = meta["outputs"]["anomaly_map"]["shape"]
+    meta["outputs"]["anomaly_map"]["shape"] = [1, 1, height // 2, width // 2]
+    write_bundle_yaml(bundle_dir, meta)
+    with pytest.raises(BundleError, match=f"outputs a {height}x{width} anomaly map but bundle.yaml declares "
+                                          f"{height // 2}x{width // 2}"):
+        Inspector(load_bundle(bundle_dir), backend=backend, options=RuntimeOptions(threads=1, cache=False))

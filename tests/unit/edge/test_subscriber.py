@@ -73,3 +73,15 @@ def test_subscribe_exits_1_when_nothing_arrives_before_the_timeout():
     err = io.StringIO()
     assert subscribe(f"tcp://127.0.0.1:{port}", count=1, timeout_s=0.4, out=io.StringIO(), err=err) == 1
     assert "timeout" in err.getvalue() and "received=0" in err.getvalue()
+
+
+def test_a_seq_jump_at_a_restart_marker_is_a_restart_not_lost_verdicts():
+    from edge.subscriber import SequenceTracker
+
+    tracker = SequenceTracker()
+    base = {"station": "s", "verdict": "OK", "error": None}
+    tracker.add({**base, "seq": 41, "restart": False})
+    warning = tracker.add({**base, "seq": 1041, "restart": True, "run_id": "ab12"})
+    assert warning is not None and warning.startswith("restart:") and tracker.restarts == 1
+    assert tracker.gaps == 0 and tracker.missing == 0
+    assert tracker.add({**base, "seq": 1043, "restart": False}).startswith("gap:") and tracker.missing == 1

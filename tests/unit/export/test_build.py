@@ -12,7 +12,7 @@ from export.build import ExportError, build_bundle
 def test_bundle_is_one_self_contained_graph_with_recorded_parity(tiny_bundle, tiny_run):
     bundle = load_bundle(tiny_bundle)
     files = sorted(p.name for p in tiny_bundle.iterdir())
-    assert files == ["bundle.yaml", "model.onnx", "train_images.sha256"]
+    assert files == ["bundle.yaml", "model.onnx", "selftest.png", "train_images.sha256"]
     graph = onnx.load(str(bundle.graph_path))
     assert [i.name for i in graph.graph.input] == ["image"]
     assert [o.name for o in graph.graph.output] == ["anomaly_map", "score"]
@@ -55,3 +55,55 @@ def test_graph_that_disagrees_with_torch_is_refused_and_nothing_is_left(tiny_run
     with pytest.raises(ExportError, match="parity check failed"):
         build_bundle(tiny_run, tmp_path / "bad")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stride", [1, 8])
+def test_map_stride_override_exports_the_map_it_declares_and_still_matches_torch(tiny_run, tmp_path, bottle, stride):
+    from calibration.calibrate import calibrate
+    from edge.imageio import read_image
+    from edge.inference import Inspector
+    from edge.runtime import RuntimeOptions
+
+    out = build_bundle(tiny_run, tmp_path / f"s{stride}", map_stride=stride)
+    bundle = load_bundle(out, require_thresholds=False)
+    size = (bundle.spec.height // stride, bundle.spec.width // stride)
+    assert bundle.meta["outputs"]["anomaly_map"]["shape"] == [1, 1, *size]
+    assert bundle.meta["model"]["config"]["map_stride"] == stride
+    parity = bundle.meta["export"]["parity"]
+    assert parity["max_rel_score_diff"] <= parity["tolerance"]
+    calibrate(out)
+    image = read_image(min((bottle / "test" / "broken_large").glob("*.png")))
+    for backend in ("onnxruntime", "openvino"):
+        inspection = Inspector(load_bundle(out), backend=backend,
+                               options=RuntimeOptions(threads=1, cache=False)).inspect(image)
+        assert inspection.anomaly_map.shape == size
+        for region in inspection.regions:  # boxes are in image pixels whatever the map's size
+            assert 0 <= region.x < image.shape[1] and region.x + region.w <= image.shape[1] + 1
+            assert 0 <= region.y < image.shape[0] and region.y + region.h <= image.shape[0] + 1
+
+
+def test_bundle_carries_a_self_test_probe_that_the_edge_scores_as_recorded(tiny_bundle, tmp_path):
+    import shutil
+
+    import yaml
+
+    from edge.bundle import BundleError
+    from edge.inference import Inspector
+    from edge.selftest import run_selftest
+
+    bundle = load_bundle(tiny_bundle)
+    spec = bundle.meta["selftest"]
+    assert spec["image"] in bundle.meta["files"] and spec["tolerance"] == export.build.PARITY_TOLERANCE
+    result = run_selftest(bundle, Inspector(bundle))
+    assert result is not None and result["abs_diff"] <= result["limit"]
+    for backend in ("openvino",):  # the same ONNX graph on the other engine passes too
+        assert run_selftest(bundle, Inspector(bundle, backend=backend)) is not None
+
+    tampered = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, tampered)
+    meta = yaml.safe_load((tampered / "bundle.yaml").read_text())
+    meta["selftest"]["score"] = spec["score"] * 1.01 + 0.01
+    (tampered / "bundle.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    moved = load_bundle(tampered)
+    with pytest.raises(BundleError, match="self-test failed"):
+        run_selftest(moved, Inspector(moved))

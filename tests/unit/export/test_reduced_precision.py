@@ -16,7 +16,13 @@ def test_openvino_fp16_bundle_lists_xml_and_bin_and_stays_near_fp32(tiny_run, ti
     out = build_bundle(tiny_run, tmp_path / "fp16", "openvino", "fp16")
     bundle = load_bundle(out, require_thresholds=False)
     assert bundle.meta["graph"]["format"] == "openvino" and bundle.meta["graph"]["precision"] == "fp16"
-    assert set(bundle.meta["files"]) == {"model.xml", "model.bin", "train_images.sha256"}
+    assert set(bundle.meta["files"]) == {"model.xml", "model.bin", "train_images.sha256", "selftest.png"}
+    # The probe's recorded score is the FP16 graph's own, so the edge's self-test holds it to that graph.
+    from edge.inference import Inspector
+    from edge.selftest import run_selftest
+
+    selftest = run_selftest(bundle, Inspector(bundle))
+    assert selftest is not None and selftest["abs_diff"] <= selftest["limit"]
     for name, entry in bundle.meta["files"].items():
         assert sha256_file(out / name) == entry["sha256"]
     assert bundle.meta["export"]["accuracy_guard"]["passed"] is True

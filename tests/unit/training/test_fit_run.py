@@ -50,7 +50,8 @@ def test_fit_on_a_few_bottle_images_writes_a_run_that_loads_and_scores(
     with torch.no_grad():
         good_map, good_score = model(good)
         _, broken_score = model(broken)
-    assert good_map.shape == (1, 1, 128, 128) and good_score.shape == (1,)
+    assert good_map.shape == (1, 1, *model.config.map_size) and good_score.shape == (1,)
+    assert model.config.map_size == (128 // model.config.map_stride, 128 // model.config.map_stride)
     assert broken_score.item() > good_score.item()
 
 

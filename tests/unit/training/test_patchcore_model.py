@@ -14,7 +14,7 @@ from training.patchcore import PatchCore, PatchCoreConfig
 
 
 def _fitted_model(chunk_size: int) -> PatchCore:
-    model = PatchCore(PatchCoreConfig(input_size=(96, 128), chunk_size=chunk_size)).eval()
+    model = PatchCore(PatchCoreConfig(input_size=(96, 128), chunk_size=chunk_size, map_stride=1)).eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         bank = model.embed(torch.randn(2, 3, 96, 128, generator=generator))
@@ -63,3 +63,56 @@ def test_config_round_trips_through_its_dict_and_refuses_unknown_keys() -> None:
     assert config.layers == BACKBONES["efficientnet_lite0"].default_layers
     with pytest.raises(ValueError, match="unknown keys"):
         PatchCoreConfig.from_dict({**config.to_dict(), "k": 3})
+
+
+@pytest.mark.parametrize("stride", [2, 4, 8])
+def test_map_stride_outputs_a_smaller_map_and_onnx_still_matches_torch(torch_home: Path, tmp_path: Path,
+                                                                       stride: int) -> None:
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    model = _fitted_model(chunk_size=50)
+    model.set_map_stride(stride)
+    x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch_map, torch_score = model(x)
+    assert torch_map.shape == (1, 1, 96 // stride, 128 // stride) == (1, 1, *model.config.map_size)
+    assert torch.equal(torch_score, torch_map.amax(dim=(1, 2, 3)))
+    path = tmp_path / "patchcore.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["anomaly_map", "score"],
+                      opset_version=18, dynamo=True, external_data=False)
+    onnx_map, onnx_score = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"image": x.numpy()})
+    assert onnx_map.shape == tuple(torch_map.shape)
+    np.testing.assert_allclose(onnx_score, torch_score.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(onnx_map, torch_map.numpy(), rtol=1e-3, atol=1e-3 * float(torch_score))
+
+
+def test_a_coarser_map_keeps_the_same_smoothing_in_input_pixels(torch_home: Path) -> None:
+    """The stride-4 map is close to the full map sampled every 4 pixels: sigma is scaled, not kept."""
+    model = _fitted_model(chunk_size=4096)
+    x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        full = model(x)[0][0, 0]
+        model.set_map_stride(4)
+        coarse = model(x)[0][0, 0]
+    sampled = full[1::4, 1::4]  # pixel centres of the coarse map, to within half a fine pixel
+    interior = (slice(2, -2), slice(2, -2))  # away from the reflect padding
+    relative = (coarse[interior] - sampled[interior]).abs().max() / full.max()
+    assert relative < 0.05
+
+
+def test_map_stride_must_divide_the_input_size() -> None:
+    with pytest.raises(ValueError, match="map_stride"):
+        PatchCoreConfig(input_size=(96, 128), map_stride=5)
+    with pytest.raises(ValueError, match="map_stride"):
+        PatchCoreConfig(map_stride=0)
+
+
+def test_a_state_dict_saved_with_the_blur_kernel_still_loads_at_another_stride(torch_home: Path) -> None:
+    """Runs saved before map_stride existed hold a 33-tap ``blur_kernel``; it is derived now, not loaded."""
+    model = _fitted_model(chunk_size=4096)
+    state = {**model.state_dict(), "blur_kernel": torch.ones(33) / 33}
+    other = PatchCore(replace(model.config, map_stride=8), pretrained=False)
+    other.load_state_dict(state, strict=True)
+    assert torch.equal(other.memory_bank, model.memory_bank)
+    assert other.blur_kernel.shape[0] < 33 and "blur_kernel" not in other.state_dict()

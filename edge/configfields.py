@@ -1,0 +1,33 @@
+"""Rules shared by several config sections: paths relative to the config file, and endpoints.
+
+Each section's model lives beside the code it configures (camera, archive, control, ...), but a
+path or an endpoint must mean the same in every section: a relative path is taken from the
+config file's folder (never the working directory, which under systemd can be ``/``), and a
+socket the daemon binds must be reachable by another process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import ValidationInfo
+
+
+def resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
+    """``value`` made absolute against the config file's folder (``info.context["base_dir"]``), if relative."""
+    if value is None:
+        return None
+    value = Path(value).expanduser()
+    base_dir = (info.context or {}).get("base_dir")
+    if base_dir is not None and not value.is_absolute():
+        value = Path(base_dir) / value
+    return Path(os.path.normpath(value))
+
+
+def check_bind_endpoint(value: str) -> str:
+    """Accept only ZeroMQ transports another process can reach: ``tcp://HOST:PORT`` or ``ipc://PATH``."""
+    transport, sep, address = value.partition("://")
+    if not sep or transport not in ("tcp", "ipc") or not address:
+        raise ValueError("must be tcp://HOST:PORT or ipc://PATH")
+    return value

@@ -1,0 +1,175 @@
+"""Prometheus metrics: what the plant's monitoring scrapes to see that a station is healthy.
+
+A station that silently stops inspecting, drops frames or slows down must show up on a dashboard
+and raise an alert before the line notices, so the daemon counts frames, verdicts, errors, drops,
+reconnects and per-stage latency, and serves them as Prometheus text on ``/metrics``. Each
+:class:`Metrics` has its own registry (several daemons' worth can live in one test process), and
+works with the endpoint disabled: the counts are kept either way, only nothing is served.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger(__name__)
+
+# Stage latencies on a 2-core box run from ~1 ms (decode, publish) to ~2 s (a slow first inference).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+ERROR_STAGES = ("decode", "inference")
+RELOAD_RESULTS = ("ok", "refused")
+
+
+class MetricsConfig(BaseModel):
+    """``metrics:`` the Prometheus endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Serve Prometheus metrics over HTTP on /metrics.")
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 lets other machines scrape.")
+    port: int = Field(9108, ge=0, le=65535, description="TCP port; 0 = any free port (logged at start).")
+
+
+class Metrics:
+    """The daemon's metrics, with one plain method per event it reports."""
+
+    def __init__(self, config: MetricsConfig | None = None) -> None:
+        self.config = config if config is not None else MetricsConfig.model_validate({})
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._frames = Counter("edge_frames_total", "Frames grabbed from the camera.", registry=r)
+        self._verdicts = Counter("edge_verdicts_total", "Verdicts published, by result.", ["result"], registry=r)
+        self._errors = Counter(
+            "edge_errors_total", "Frames that got an error (fail-safe NG) verdict, by stage.", ["stage"], registry=r
+        )
+        self._drops = Counter("edge_drops_total", "Frames dropped before inspection, by reason.", ["reason"],
+                              registry=r)
+        self._camera_up = Gauge("edge_camera_up", "1 while the camera delivers, 0 while it is lost.", registry=r)
+        self._reconnects = Counter("edge_reconnects_total", "Camera reconnect attempts.", registry=r)
+        self._latency = Histogram("edge_stage_latency_seconds", "Time spent per pipeline stage.", ["stage"],
+                                  buckets=LATENCY_BUCKETS, registry=r)
+        self._queue_depth = Gauge("edge_queue_depth", "Items waiting in each internal queue.", ["queue"], registry=r)
+        self._bundle = Gauge("edge_bundle_info", "The model bundle in use (value 1).", ["bundle_id"], registry=r)
+        self._last_verdict = Gauge("edge_last_verdict_timestamp_seconds", "Epoch time of the last verdict.",
+                                   registry=r)
+        self._heartbeats = Counter("edge_heartbeats_total", "Heartbeats sent.", registry=r)
+        self._archive_records = Counter("edge_archive_records_total", "Records written to the NG archive.",
+                                        registry=r)
+        self._archive_bytes = Gauge("edge_archive_bytes", "Bytes the NG archive holds now.", registry=r)
+        self._archive_failures = Counter("edge_archive_failures_total", "Archive records that could not be written.",
+                                         registry=r)
+        self._reloads = Counter("edge_reloads_total", "Bundle reloads, by result.", ["result"], registry=r)
+        self._paused = Gauge("edge_paused", "1 while inspection is paused, else 0.", registry=r)
+        for result in ("OK", "NG"):  # series exist (at 0) from the start, so rate() and alerts see them
+            self._verdicts.labels(result=result)
+        for stage in ERROR_STAGES:
+            self._errors.labels(stage=stage)
+        for result in RELOAD_RESULTS:
+            self._reloads.labels(result=result)
+        self._lock = threading.Lock()
+        self._bundle_id: str | None = None
+        self._archive_seen = {"records": 0, "failures": 0}
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int | None:
+        """The port actually bound (useful with port 0); None while not serving."""
+        return int(self._server.server_port) if self._server is not None else None
+
+    def start(self) -> None:
+        """Serve ``/metrics`` on a daemon thread, when enabled; OSError if the port is taken."""
+        if not self.config.enabled or self._server is not None:
+            return
+        self._server, self._thread = start_http_server(self.config.port, self.config.host, registry=self.registry)
+        log.info("metrics: serving http://%s:%s/metrics", self.config.host, self.port)
+
+    def close(self, deadline_s: float = 5.0) -> None:
+        """Stop serving and free the port."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(deadline_s)
+        self._server = self._thread = None
+
+    def render(self) -> bytes:
+        """The exposition text, as a scrape would get it (for status output and tests)."""
+        return generate_latest(self.registry)
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def frame(self, n: int = 1) -> None:
+        """``n`` frames came in (whether or not they could be inspected)."""
+        if n > 0:
+            self._frames.inc(n)
+
+    def verdict(self, result: str, t: float | None = None) -> None:
+        """A verdict (``OK``/``NG``) was published at epoch ``t`` (default now)."""
+        self._verdicts.labels(result=result).inc()
+        if t is None:
+            self._last_verdict.set_to_current_time()
+        else:
+            self._last_verdict.set(t)
+
+    def error(self, stage: str) -> None:
+        """A frame got an error verdict because ``stage`` (decode or inference) failed."""
+        self._errors.labels(stage=stage).inc()
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        """``n`` frames were dropped, e.g. reason ``queue_full`` or ``incomplete_buffer``."""
+        if n > 0:
+            self._drops.labels(reason=reason).inc(n)
+
+    def observe(self, stage: str, seconds: float) -> None:
+        """One run of ``stage`` took ``seconds``."""
+        self._latency.labels(stage=stage).observe(seconds)
+
+    def camera_up(self, up: bool) -> None:
+        """The camera is delivering (True) or lost (False)."""
+        self._camera_up.set(1 if up else 0)
+
+    def reconnect(self) -> None:
+        """A camera reconnect was attempted."""
+        self._reconnects.inc()
+
+    def bundle(self, bundle_id: str) -> None:
+        """The bundle now in use; the previous one's series is removed so only one is ever 1."""
+        with self._lock:
+            if self._bundle_id is not None and self._bundle_id != bundle_id:
+                self._bundle.remove(self._bundle_id)
+            self._bundle_id = bundle_id
+            self._bundle.labels(bundle_id=bundle_id).set(1)
+
+    def queue_depth(self, name: str, n: int) -> None:
+        """Queue ``name`` holds ``n`` items now."""
+        self._queue_depth.labels(queue=name).set(n)
+
+    def heartbeat(self) -> None:
+        """A heartbeat was sent."""
+        self._heartbeats.inc()
+
+    def reload(self, result: str) -> None:
+        """A bundle reload finished: ``ok`` or ``refused``."""
+        self._reloads.labels(result=result).inc()
+
+    def paused(self, paused: bool) -> None:
+        """Inspection was paused (True) or resumed (False)."""
+        self._paused.set(1 if paused else 0)
+
+    def archive(self, records: int, nbytes: int, failures: int | None = None) -> None:
+        """The archive's running totals (records written, bytes held, failures); counters advance by the change."""
+        with self._lock:
+            self._archive_bytes.set(nbytes)
+            for key, counter, value in (("records", self._archive_records, records),
+                                        ("failures", self._archive_failures, failures)):
+                if value is not None and value > self._archive_seen[key]:
+                    counter.inc(value - self._archive_seen[key])
+                    self._archive_seen[key] = value
