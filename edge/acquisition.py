@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from edge.cameras import Camera, CameraDisconnected, CameraError, Frame, GrabTimeout
 from edge.config import WatchdogConfig
-from edge.pipeline import Accounting, FrameQueue, Job
+from edge.pipeline import Accounting, FrameQueue, Job, Worker
 from edge.status import CameraState
 
 log = logging.getLogger(__name__)
@@ -33,38 +33,28 @@ class CameraGaveUp(Exception):
     """The reconnect budget is spent; the daemon exits 1."""
 
 
-class Acquisition:
+class Acquisition(Worker):
     """Runs the grab loop on its own thread until ``stop``, the end of the stream, or a give-up."""
 
     def __init__(self, camera: Camera, frames: FrameQueue, accounting: Accounting, watchdog: WatchdogConfig,
                  stop: threading.Event, on_status: StatusCallback, on_demand: bool = False,
                  count_discards: bool = True) -> None:
+        super().__init__("acquisition", stop)
         self.camera = camera
         self.frames = frames
         self.accounting = accounting
         self.watchdog = watchdog
-        self.stop = stop
         self.on_status = on_status
         self.on_demand = on_demand
         self.count_discards = count_discards
         self.paused = threading.Event()
         self.camera_up = True
-        self.failure: str | None = None
-        self.finished = threading.Event()
         self.failed_attempts = 0
         self.reconnects = 0
         self._pending = 0
         self._trigger = threading.Condition()
         self._discards_seen = self._camera_discards()
         self._last_frame_at = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="acquisition", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def trigger(self) -> int:
         """Request one frame (``on_demand``); returns the triggers now pending. ValueError if not on demand."""
@@ -86,12 +76,8 @@ class Acquisition:
         except CameraError as exc:
             self.failure = f"camera: {exc}"
             log.error("camera failed: %s", exc)
-        except Exception as exc:  # noqa: BLE001 - a bug must end in exit 1 (systemd restarts), not a silent exit 0
-            self.failure = f"acquisition crashed: {type(exc).__name__}: {exc}"
-            log.exception("acquisition thread crashed")
         finally:
             self._account_discards()
-            self.finished.set()
 
     def _loop(self) -> None:
         no_frame_s = self.watchdog.no_frame_s

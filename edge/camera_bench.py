@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,22 +46,31 @@ def daemon_env() -> dict[str, str]:
                                                                        os.environ.get("PYTHONPATH")]))}
 
 
-def run_daemon(camera: dict[str, Any], watchdog: dict[str, Any] | None = None, threads: int = 2,
-               bundle: Path = DEMO_BUNDLE, deadline_s: float = 600.0) -> dict[str, Any]:
-    """Run the daemon on ``camera`` until it exits; every message it published (monotonic time, kind, payload)."""
+def run_daemon(camera: dict[str, Any], watchdog: dict[str, Any] | None = None, threads: int | None = 2,
+               bundle: Path = DEMO_BUNDLE, deadline_s: float = 600.0, extra: dict[str, Any] | None = None,
+               topics: tuple[bytes, ...] = (b"verdict.", b"status."),
+               on_tick: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run the daemon on ``camera`` until it exits; every message it published (monotonic time, kind, payload).
+
+    ``extra`` adds top-level config sections (its ``publish`` keys are merged into the bench's);
+    ``on_tick(pid)`` is called between messages (at least every 0.1 s) while the daemon runs.
+    """
     import yaml
     import zmq
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = {"station": "bench", "bundle": str(bundle), "camera": camera, "runtime": {"threads": threads},
-              "publish": {"endpoint": endpoint, "wait_subscriber_s": 10}, "watchdog": watchdog or {}}
+    extra = dict(extra or {})
+    config = {"station": "bench", "bundle": str(bundle), "camera": camera,
+              "runtime": {"threads": threads} if threads else {}, "watchdog": watchdog or {}, **extra,
+              "publish": {"endpoint": endpoint, "wait_subscriber_s": 10, **extra.get("publish", {})}}
     events: list[Event] = []
     with tempfile.TemporaryDirectory(prefix="camera-bench-") as tmp:
         config_path = Path(tmp) / "edge.yaml"
         config_path.write_text(yaml.safe_dump(config))
         context = zmq.Context()
         sub = context.socket(zmq.SUB)
-        for topic in (b"verdict.", b"status."):
+        sub.setsockopt(zmq.RCVHWM, 0)  # the bench's subscriber must never be the one that drops
+        for topic in topics:
             sub.setsockopt(zmq.SUBSCRIBE, topic)
         sub.connect(endpoint)
         log_path = Path(tmp) / "daemon.log"
@@ -74,6 +84,8 @@ def run_daemon(camera: dict[str, Any], watchdog: dict[str, Any] | None = None, t
                     proc.terminate()
                     proc.wait(10)
                     raise click.ClickException(f"daemon still running after {deadline_s:.0f} s; stopped it")
+                if on_tick is not None and exited_at is None:
+                    on_tick(proc.pid)
                 if sub.poll(100):
                     topic, payload = sub.recv_multipart()[:2]
                     events.append((time.monotonic(), topic.decode().split(".")[0], json.loads(payload)))
@@ -88,14 +100,14 @@ def run_daemon(camera: dict[str, Any], watchdog: dict[str, Any] | None = None, t
         raise click.ClickException(f"daemon exited {proc.returncode}:\n{log_text[-3000:]}")
     return {"exit_code": proc.returncode, "events": events,
             "camera_stats": ast.literal_eval(stats.group(1)) if stats else None,
-            "reconnects": int(reconnects.group(1)) if reconnects else None}
+            "reconnects": int(reconnects.group(1)) if reconnects else None, "log_tail": log_text[-3000:]}
 
 
 def _verdicts(result: dict[str, Any]) -> list[tuple[float, dict[str, Any]]]:
     return [(t, m) for t, kind, m in result["events"] if kind == "verdict"]
 
 
-def _seq_gaps(messages: list[dict[str, Any]]) -> list[list[int]]:
+def seq_gaps(messages: list[dict[str, Any]]) -> list[list[int]]:
     """Pairs of consecutive verdict seqs that are not n, n+1 (a lost verdict)."""
     seqs = [m["seq"] for m in messages]
     return [[a, b] for a, b in zip(seqs, seqs[1:], strict=False) if b != a + 1]
@@ -167,7 +179,7 @@ def viky(fps: float, seconds: float, pixel_format: str, buffer_handling: str, th
         "latency_total_ms_max": totals[-1] if totals else None,
         "inference_ms_median": round(statistics.median(inference), 2) if inference else None,
         "timestamp_clock": sorted({m.get("timestamp_clock") for m in messages}),
-        "seq_gaps": _seq_gaps(messages), "error_verdicts": sum(1 for m in messages if m["error"]),
+        "seq_gaps": seq_gaps(messages), "error_verdicts": sum(1 for m in messages if m["error"]),
         "camera_stats": stats, "exit_code": result["exit_code"],
     }
     _print(figure)
@@ -198,7 +210,7 @@ def triggers(count: int, fps: float, cti: Path, serial_number: str, bundle: Path
     figure = {
         "figure": "N software triggers -> N verdicts (TLSimu.cti)", "triggers_sent": stats.get("triggers"),
         "verdicts": len(messages), "seq": [messages[0]["seq"], messages[-1]["seq"]] if messages else None,
-        "seq_gaps": _seq_gaps(messages), "error_verdicts": sum(1 for m in messages if m["error"]),
+        "seq_gaps": seq_gaps(messages), "error_verdicts": sum(1 for m in messages if m["error"]),
         "device_frame_ids": [messages[0]["device_frame_id"], messages[-1]["device_frame_id"]] if messages else None,
         "timestamp_clock": sorted({m.get("timestamp_clock") for m in messages}),
         "camera_stats": stats, "exit_code": result["exit_code"],
@@ -254,7 +266,7 @@ def device_loss(frames: int, lose_after: int, down_for: float, never_returns: bo
     figure = {
         "figure": "device loss: camera-down status, reconnect with growing delay, "
                   + ("budget spent and exit 1" if never_returns else "device back and verdicts go on"),
-        "timeline": timeline, "verdicts": len(messages), "seq_gaps": _seq_gaps(messages),
+        "timeline": timeline, "verdicts": len(messages), "seq_gaps": seq_gaps(messages),
         "frame_ids_consecutive": [m["frame_id"] for m in messages] == list(range(1, len(messages) + 1)),
         "pauses_with_status": pauses, "reconnects": result["reconnects"], "exit_code": result["exit_code"],
     }

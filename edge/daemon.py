@@ -34,7 +34,7 @@ from edge.cameras import Camera, CameraError, create_camera
 from edge.config import ConfigError, EdgeConfig
 from edge.inference import Inspector
 from edge.latency import LatencyWindow
-from edge.pipeline import PUBLISH_QUEUE, Accounting, FrameQueue, Job, Message
+from edge.pipeline import PUBLISH_QUEUE, Accounting, FrameQueue, Job, Message, drain
 from edge.publisher import Publisher, PublishError
 from edge.selftest import run_selftest
 from edge.sequence import SequenceCounter, SequenceError
@@ -242,14 +242,7 @@ class InspectionDaemon:
         return EXIT_OK
 
     def _discard_items(self) -> int:
-        count = 0
-        while True:
-            try:
-                item = self._items.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, Job):
-                count += 1
+        count = sum(isinstance(item, Job) for item in drain(self._items))
         if count:
             self.accounting.drop("shutdown", count)
         return count

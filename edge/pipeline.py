@@ -124,6 +124,43 @@ class Accounting:
             return self.frames_in == self.verdicts + sum(self.drops.values())
 
 
+class Worker:
+    """One pipeline thread: ``_run`` on a named daemon thread; ``finished`` is set when it returns.
+
+    An exception escaping ``_run`` is a bug: it is logged with its traceback and recorded in
+    ``failure`` (the daemon then exits 1 and systemd restarts it), and ``stop`` is set so the
+    other threads drain and end instead of waiting for frames that will never come.
+    """
+
+    def __init__(self, name: str, stop: threading.Event) -> None:
+        self.name = name
+        self.stop = stop
+        self.failure: str | None = None
+        self.finished = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; whether the thread has ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # noqa: BLE001 - a bug must end in exit 1, not a hang or a silent exit 0
+            self.failure = f"{self.name} crashed: {type(exc).__name__}: {exc}"
+            log.exception("%s thread crashed", self.name)
+            self.stop.set()
+        finally:
+            self.finished.set()
+
+
 class FrameQueue:
     """The bounded queue between acquisition and inference, applying the overload policy on ``put``."""
 
@@ -175,13 +212,17 @@ class FrameQueue:
 
     def discard_all(self, reason: str) -> int:
         """Empty the queue, counting each frame as dropped for ``reason``."""
-        count = 0
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-            count += 1
+        count = len(drain(self._queue))
         if count:
             self._accounting.drop(reason, count)
         return count
+
+
+def drain(items: queue.Queue[Any]) -> list[Any]:
+    """Everything waiting in ``items`` now, removed from it (for the shutdown accounting)."""
+    taken = []
+    while True:
+        try:
+            taken.append(items.get_nowait())
+        except queue.Empty:
+            return taken

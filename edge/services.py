@@ -41,7 +41,7 @@ class Services:
         self.metrics = Metrics(config.metrics)
         self.archive: ArchiveWriter | None = None
         self.control: ControlServer | None = None
-        self._synced: dict[str, Any] = {"frames_in": 0, "drops": {}}
+        self._synced: dict[str, Any] = {"frames": 0, "drops": {}}
         self._stopping_sent = False
         self._daemon: InspectionDaemon | None = None
 
@@ -94,7 +94,7 @@ class Services:
             metrics.observe(stage, ms / 1000.0)
         metrics.observe("publish", message["latency_ms"]["publish"] / 1000.0)
         metrics.observe("total", message["latency_ms"]["total"] / 1000.0)
-        self._sync_counts()
+        self._sync_counts(message["counters"])  # the pipeline's counts as this verdict carries them
         if self.archive is not None:
             inspection = job.inspection
             self.archive.submit(message, job.frame.image,
@@ -103,7 +103,8 @@ class Services:
 
     def heartbeat(self) -> None:
         self.metrics.heartbeat()
-        self._sync_counts()
+        if self._daemon is not None:
+            self._sync_counts(self._daemon.accounting.snapshot())
 
     def alive(self) -> None:
         self.pinger.alive()
@@ -135,18 +136,16 @@ class Services:
 
     # --------------------------------------------------------------------------------------
 
-    def _sync_counts(self) -> None:
-        """Carry the pipeline's frames-in and drop counts into the metrics' counters (as increments)."""
-        if self._daemon is None:
-            return
-        snapshot = self._daemon.accounting.snapshot()
-        self.metrics.frame(snapshot["frames_in"] - self._synced["frames_in"])
-        for reason, count in snapshot["drops"].items():
+    def _sync_counts(self, counters: dict[str, Any]) -> None:
+        """Carry the pipeline's frames-in and drop counts (``frames``, ``drops``) into the metrics, as increments."""
+        self.metrics.frame(counters["frames"] - self._synced["frames"])
+        for reason, count in counters["drops"].items():
             new = count - self._synced["drops"].get(reason, 0)
             if new > 0:
                 self.metrics.drop(reason, new)
-        self._synced = {"frames_in": snapshot["frames_in"], "drops": dict(snapshot["drops"])}
-        self.metrics.queue_depth("frames", self._daemon.frames.qsize())
+        self._synced = {"frames": counters["frames"], "drops": dict(counters["drops"])}
+        if self._daemon is not None:
+            self.metrics.queue_depth("frames", self._daemon.frames.qsize())
 
     def _archive_metrics(self) -> None:
         if self.archive is not None:

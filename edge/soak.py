@@ -4,7 +4,7 @@ The figures a plant asks before trusting a box for months: does every frame end 
 a counted drop, does memory stay flat, what latency does the line see, and what happens when the
 camera is faster than inference under each overload policy. Each run starts the daemon as a
 subprocess (``python -m edge``) on the sim camera replaying a folder in a loop, subscribes to
-everything it publishes on a real ZeroMQ socket, samples the daemon's RSS from ``/proc`` once a
+its verdicts and events on a real ZeroMQ socket, samples the daemon's RSS from ``/proc`` once a
 second, and reads the daemon's own final accounting from its ``stopped`` event. The figure is
 printed as JSON; the exit code is 1 if the accounting does not balance or the subscriber saw a
 ``seq`` gap.
@@ -13,7 +13,6 @@ printed as JSON; the exit code is 1 if the accounting does not balance or the su
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from edge.bench import DEFAULT_SOURCE
-from edge.camera_bench import DEMO_BUNDLE, daemon_env, free_port
+from edge.camera_bench import DEMO_BUNDLE, run_daemon, seq_gaps
 from edge.latency import percentiles
 
 POLICIES = ("block", "drop_oldest", "drop_newest")
@@ -42,95 +40,54 @@ def rss_mb(pid: int) -> float | None:
 
 
 def run_soak(bundle: Path, source: Path, frames: int, fps: float, policy: str, queue_size: int,
-             threads: int | None, deadline_s: float, log_path: Path | None = None) -> dict[str, Any]:
+             threads: int | None, deadline_s: float) -> dict[str, Any]:
     """One daemon run of ``frames`` frames; the figure as a dict (see the module docstring)."""
-    import zmq
+    rss: list[tuple[float, float]] = []  # (monotonic t, MB), one sample a second
 
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    with tempfile.TemporaryDirectory(prefix="edge-soak-") as tmp:
-        config = {
-            "station": "soak", "bundle": str(bundle), "log_level": "WARNING", "state_dir": tmp,
-            "camera": {"type": "sim", "source": str(source), "loop": True, "fps": fps, "max_frames": frames},
-            "publish": {"endpoint": endpoint, "wait_subscriber_s": 10, "sndhwm": 100_000},
-            "pipeline": {"overload": policy, "queue_size": queue_size},
-            "runtime": {"threads": threads} if threads else {},
-        }
-        config_path = Path(tmp) / "soak.yaml"
-        config_path.write_text(yaml.safe_dump(config))
-        context = zmq.Context()
-        sub = context.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.RCVHWM, 0)
-        for topic in (b"verdict.", b"event.", b"heartbeat."):
-            sub.setsockopt(zmq.SUBSCRIBE, topic)
-        sub.connect(endpoint)
-        log_path = log_path or Path(tmp) / "daemon.log"
-        log_file = open(log_path, "w")  # noqa: SIM115 - closed in finally
-        proc = subprocess.Popen([sys.executable, "-m", "edge", "--config", str(config_path)],
-                                stdout=subprocess.DEVNULL, stderr=log_file, env=daemon_env())
-        received, gaps, last_seq, stopped = 0, 0, None, None
-        totals: list[float] = []
-        stages: dict[str, list[float]] = {}
-        rss: list[tuple[float, int, float]] = []  # (t, verdicts received, MB)
-        started = time.monotonic()
-        first_t = last_t = None
-        next_sample = started
-        try:
-            while time.monotonic() - started < deadline_s:
-                now = time.monotonic()
-                if now >= next_sample:
-                    next_sample = now + 1.0
-                    value = rss_mb(proc.pid)
-                    if value is not None:
-                        rss.append((now - started, received, value))
-                if sub.poll(100):
-                    topic, payload = sub.recv_multipart()[:2]
-                    message = json.loads(payload)
-                    if topic.startswith(b"verdict."):
-                        received += 1
-                        first_t = first_t or now
-                        last_t = now
-                        seq = int(message["seq"])
-                        if last_seq is not None and seq != last_seq + 1:
-                            gaps += 1
-                        last_seq = seq
-                        totals.append(message["latency_ms"]["total"])
-                        for stage, ms in message["latency_ms"].items():
-                            stages.setdefault(stage, []).append(ms)
-                    elif topic.startswith(b"event.") and message["event"] == "stopped":
-                        stopped = message["detail"]
-                elif proc.poll() is not None:
-                    break
-            else:
-                proc.kill()
-                raise click.ClickException(f"daemon still running after {deadline_s:.0f} s; killed it")
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log_file.close()
-            context.destroy(linger=0)
-        log_text = log_path.read_text()
+    def sample(pid: int) -> None:
+        if rss and time.monotonic() - rss[-1][0] < 1.0:
+            return
+        value = rss_mb(pid)
+        if value is not None:
+            rss.append((time.monotonic(), value))
+
+    with tempfile.TemporaryDirectory(prefix="edge-soak-") as state_dir:
+        result = run_daemon(
+            {"type": "sim", "source": str(source), "loop": True, "fps": fps, "max_frames": frames},
+            threads=threads, bundle=bundle, deadline_s=deadline_s, topics=(b"verdict.", b"event."), on_tick=sample,
+            extra={"station": "soak", "log_level": "WARNING", "state_dir": state_dir,
+                   "publish": {"sndhwm": 100_000}, "pipeline": {"overload": policy, "queue_size": queue_size}},
+        )
+    verdicts = [(t, m) for t, kind, m in result["events"] if kind == "verdict"]
+    stopped = next((m["detail"] for _, kind, m in result["events"] if kind == "event" and m["event"] == "stopped"),
+                   None)
     if stopped is None:
-        raise click.ClickException(f"daemon exited {proc.returncode} without its stopped event:\n{log_text[-3000:]}")
+        raise click.ClickException(f"daemon exited {result['exit_code']} without its stopped event:\n"
+                                   f"{result['log_tail']}")
     counters = stopped["counters"]
-    after_warmup = [r for r in rss if r[1] > 0] or rss
-    middle = min(after_warmup, key=lambda r: abs(r[1] - received / 2)) if after_warmup else None
-    seconds = (last_t - first_t) if first_t and last_t and last_t > first_t else 0.0
+    seqs = [m["seq"] for _, m in verdicts]
+    received = len(verdicts)
+    # Samples after the first verdict (warm-up done), each with the verdicts received by then.
+    after_warmup = [(sum(1 for t_v, _ in verdicts if t_v <= t), mb) for t, mb in rss
+                    if verdicts and t >= verdicts[0][0]] or [(0, mb) for _, mb in rss]
+    middle = min(after_warmup, key=lambda r: abs(r[0] - received / 2)) if after_warmup else None
+    seconds = verdicts[-1][0] - verdicts[0][0] if received > 1 else 0.0
+    latency = [m["latency_ms"] for _, m in verdicts]
     return {
         "policy": policy, "fps_asked": fps or "max", "queue_size": queue_size, "frames_asked": frames,
-        "exit_code": proc.returncode,
+        "exit_code": result["exit_code"],
         "frames_in": counters["frames_in"], "verdicts": counters["verdicts"], "dropped": counters["dropped"],
         "drops": counters["drops"], "errors": counters["errors"],
         "balanced": counters["frames_in"] == counters["verdicts"] + counters["dropped"] and stopped["balanced"],
-        "subscriber": {"received": received, "seq_gaps": gaps, "last_seq": last_seq},
+        "subscriber": {"received": received, "seq_gaps": len(seq_gaps([m for _, m in verdicts])),
+                       "last_seq": seqs[-1] if seqs else None},
         "throughput_verdicts_per_s": round((received - 1) / seconds, 2) if seconds else None,
-        "latency_ms": {"total": percentiles(totals), **{k: percentiles(v) for k, v in stages.items() if k != "total"}},
+        "latency_ms": {stage: percentiles(ms[stage] for ms in latency) for stage in latency[0]} if latency else {},
         "rss_mb": {
-            "start": round(after_warmup[0][2], 1) if after_warmup else None,
-            "middle": round(middle[2], 1) if middle else None,
-            "end": round(after_warmup[-1][2], 1) if after_warmup else None,
-            "max": round(max(r[2] for r in rss), 1) if rss else None,
+            "start": round(after_warmup[0][1], 1) if after_warmup else None,
+            "middle": round(middle[1], 1) if middle else None,
+            "end": round(after_warmup[-1][1], 1) if after_warmup else None,
+            "max": round(max(mb for _, mb in rss), 1) if rss else None,
             "samples": len(rss),
         },
     }

@@ -22,7 +22,7 @@ from typing import Any
 from edge.bundle import Bundle
 from edge.inference import Inspector
 from edge.latency import LatencyWindow
-from edge.pipeline import POLL_S, Accounting, FrameQueue, Job, Message
+from edge.pipeline import POLL_S, Accounting, FrameQueue, Job, Message, Worker
 from edge.publisher import Publisher
 from edge.sequence import SequenceCounter
 from edge.verdict import build_verdict, encode_verdict
@@ -32,58 +32,41 @@ log = logging.getLogger(__name__)
 STAGES = ("decode", "queue", "preprocess", "inference", "postprocess", "publish", "total")
 
 
-class InferenceStage:
+class InferenceStage(Worker):
     """Takes frames from the frame queue, decides, hands the job to publishing."""
 
     def __init__(self, frames: FrameQueue, out: queue.Queue[Job | Message], inspector: Inspector, bundle: Bundle,
                  upstream_done: threading.Event, stop: threading.Event, max_failures: int) -> None:
+        super().__init__("inference", stop)
         self.frames = frames
         self.out = out
         self.inspector = inspector
         self.bundle = bundle
         self.upstream_done = upstream_done
-        self.stop = stop
         self.max_failures = max_failures
-        self.failure: str | None = None
-        self.finished = threading.Event()
         self.busy_since: float | None = None
         self._failures_in_row = 0
         self._pending: tuple[Inspector, Bundle] | None = None
-        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def swap(self, inspector: Inspector, bundle: Bundle) -> None:
         """Use ``inspector`` from the next frame on (called from the reload path)."""
         self._pending = (inspector, bundle)
 
     def _run(self) -> None:
-        try:
-            while True:
-                job = self.frames.get(POLL_S)
-                if job is None:
-                    if self.upstream_done.is_set() and self.frames.qsize() == 0:
-                        return
-                    continue
-                if self._pending is not None:
-                    self.inspector, self.bundle = self._pending
-                    self._pending = None
-                    log.info("now inspecting with bundle %s", self.bundle.bundle_id)
-                self.busy_since = time.monotonic()
-                self._inspect(job)
-                self.busy_since = None
-                self._hand_on(job)
-        except Exception as exc:  # noqa: BLE001 - a bug must stop the daemon with exit 1, not hang the line
-            self.failure = f"inference thread crashed: {type(exc).__name__}: {exc}"
-            log.exception("inference thread crashed")
-            self.stop.set()
-        finally:
-            self.finished.set()
+        while True:
+            job = self.frames.get(POLL_S)
+            if job is None:
+                if self.upstream_done.is_set() and self.frames.qsize() == 0:
+                    return
+                continue
+            if self._pending is not None:
+                self.inspector, self.bundle = self._pending
+                self._pending = None
+                log.info("now inspecting with bundle %s", self.bundle.bundle_id)
+            self.busy_since = time.monotonic()
+            self._inspect(job)
+            self.busy_since = None
+            self._hand_on(job)
 
     def _inspect(self, job: Job) -> None:
         frame = job.frame
@@ -118,7 +101,7 @@ class InferenceStage:
                 continue
 
 
-class PublishStage:
+class PublishStage(Worker):
     """Numbers and sends verdicts and messages; heartbeats when idle; archive, metrics, watchdog."""
 
     def __init__(self, items: queue.Queue[Job | Message], publisher: Publisher, sequence: SequenceCounter,
@@ -126,8 +109,8 @@ class PublishStage:
                  upstream_done: threading.Event, heartbeat: Callable[[bool], list[bytes]],
                  on_verdict: Callable[[dict[str, Any], Job, bytes | None], None],
                  alive: Callable[[], None], pipeline_healthy: Callable[[], bool], stop: threading.Event) -> None:
+        super().__init__("publish", stop)
         self.items = items
-        self.stop = stop
         self.publisher = publisher
         self.sequence = sequence
         self.accounting = accounting
@@ -140,43 +123,25 @@ class PublishStage:
         self.on_verdict = on_verdict
         self.alive = alive
         self.pipeline_healthy = pipeline_healthy
-        self.finished = threading.Event()
-        self.failure: str | None = None
         self.first = True
-        self.heartbeats = 0
         self._last_sent = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="publish", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def _run(self) -> None:
-        try:
-            while True:
-                wait = POLL_S
-                if self.heartbeat_s > 0:
-                    wait = max(0.0, min(POLL_S, self._last_sent + self.heartbeat_s - time.monotonic()))
-                try:
-                    item = self.items.get(timeout=wait)
-                except queue.Empty:
-                    if self.upstream_done.is_set() and self.items.empty():
-                        return
-                    self._maybe_heartbeat()
-                    continue
-                if isinstance(item, Message):
-                    self._send(item.payload_parts())
-                else:
-                    self._publish(item)
-        except Exception as exc:  # noqa: BLE001 - a bug must stop the daemon with exit 1, not hang the line
-            self.failure = f"publishing thread crashed: {type(exc).__name__}: {exc}"
-            log.exception("publishing thread crashed")
-            self.stop.set()
-        finally:
-            self.finished.set()
+        while True:
+            wait = POLL_S
+            if self.heartbeat_s > 0:
+                wait = max(0.0, min(POLL_S, self._last_sent + self.heartbeat_s - time.monotonic()))
+            try:
+                item = self.items.get(timeout=wait)
+            except queue.Empty:
+                if self.upstream_done.is_set() and self.items.empty():
+                    return
+                self._maybe_heartbeat()
+                continue
+            if isinstance(item, Message):
+                self._send(item.payload_parts())
+            else:
+                self._publish(item)
 
     def _send(self, parts: list[bytes]) -> None:
         self.publisher.send(parts)
@@ -187,7 +152,6 @@ class PublishStage:
             return
         self._send(self.heartbeat(self.first))
         self.first = False
-        self.heartbeats += 1
         if self.pipeline_healthy():
             self.alive()
 
