@@ -15,6 +15,7 @@ import errno
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -220,10 +221,18 @@ def request(
             socket.connect(endpoint)
         except zmq.ZMQError as exc:
             raise ControlError(f"cannot connect to {endpoint}: {exc.strerror}") from None
-        socket.send(json.dumps({"command": command, "args": dict(args or {})}).encode("utf-8"))
-        if not socket.poll(int(timeout_s * 1000), zmq.POLLIN):
-            raise ControlError(f"no reply from {endpoint} within {float(timeout_s)} s (daemon not running, control "
-                               "disabled, or this client's key is not allowed)")
+        no_reply = ControlError(f"no reply from {endpoint} within {float(timeout_s)} s (daemon not running, control "
+                                "disabled, or this client's key is not allowed)")
+        deadline = time.monotonic() + timeout_s
+        # A REQ socket whose handshake was refused (a key not allowed) has no peer left and would block
+        # in send forever: the send shares the deadline with the reply.
+        socket.setsockopt(zmq.SNDTIMEO, max(1, int(timeout_s * 1000)))
+        try:
+            socket.send(json.dumps({"command": command, "args": dict(args or {})}).encode("utf-8"))
+        except zmq.Again:
+            raise no_reply from None
+        if not socket.poll(max(1, int((deadline - time.monotonic()) * 1000)), zmq.POLLIN):
+            raise no_reply
         raw = socket.recv()
     finally:
         socket.close(linger=0)
