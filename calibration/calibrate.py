@@ -1,6 +1,6 @@
 """Calibrating a bundle: score held-out images through ``edge`` and write the thresholds in.
 
-What is calibrated is what is deployed: scores come from :class:`edge.inference.Inspector` on the
+What is calibrated is what is deployed: scores come from :class:`edge.model.inspector.Inspector` on the
 bundle's own graph, never from the torch model. Good images the model was trained on are excluded
 (matched by content hash against the bundle's training manifest), because their scores are
 optimistically low and would set a threshold that rejects good parts on the line.
@@ -17,9 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from calibration.thresholds import DEFAULT_K, DEFAULT_TARGET_FRR, image_threshold
-from edge.bundle import Bundle, BundleError, load_bundle, read_bundle_yaml, sha256_file, write_bundle_yaml
-from edge.imageio import ImageReadError, list_images, read_image
-from edge.inference import Inspector
+from edge.model.bundle import Bundle, BundleError, load_bundle, read_bundle_yaml, sha256_file, write_bundle_yaml
+from edge.model.imageio import ImageReadError, list_images, read_image
+from edge.model.inspector import Inspector
 
 log = logging.getLogger(__name__)
 

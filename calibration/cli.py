@@ -14,7 +14,7 @@ import click
 from calibration.calibrate import CalibrationError, calibrate
 from calibration.evaluate import evaluate
 from calibration.thresholds import DEFAULT_K, DEFAULT_TARGET_FRR, STRATEGIES
-from edge.bundle import BundleError
+from edge.model.bundle import BundleError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 USER_ERRORS = (BundleError, CalibrationError, ValueError, FileNotFoundError)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.imageio import list_images
+from edge.model.imageio import list_images
 
 GOOD = "good"
 

@@ -1,7 +1,7 @@
 """Evaluating a bundle on a labelled test set, through ``edge``'s own inference path.
 
 The figures are those of the deployed artefact: the exported graph run by
-:class:`edge.inference.Inspector` with the thresholds in ``bundle.yaml``. Image AUROC comes from
+:class:`edge.model.inspector.Inspector` with the thresholds in ``bundle.yaml``. Image AUROC comes from
 the image scores, pixel AUROC from the anomaly maps resized to each mask's size, and F1, false-
 reject and escape rates from the calibrated decision, per defect type and overall.
 """
@@ -18,10 +18,10 @@ from tqdm import tqdm
 
 from calibration.dataset import GOOD, LabelledImage, labelled_test_images
 from calibration.metrics import decision_rates, roc_auc
-from edge.latency import percentiles
-from edge.bundle import load_bundle
-from edge.imageio import ImageReadError, read_image
-from edge.inference import Inspector
+from edge.ops.latency import percentiles
+from edge.model.bundle import load_bundle
+from edge.model.imageio import ImageReadError, read_image
+from edge.model.inspector import Inspector
 
 log = logging.getLogger(__name__)
 

@@ -110,7 +110,7 @@ def main(ctx: click.Context, config_path: Path | None, validate_config: bool, **
     """
     if ctx.invoked_subcommand is not None:
         return
-    from edge.config import ConfigError, load_config
+    from edge.daemon.config import ConfigError, load_config
 
     overrides, labels = build_overrides(options)
     try:
@@ -120,12 +120,12 @@ def main(ctx: click.Context, config_path: Path | None, validate_config: bool, **
         if config_path is None:
             click.echo("edge-inspect: give --config FILE, or the options in edge-inspect --help", err=True)
         ctx.exit(EXIT_STARTUP)
-    from edge.logs import setup_logging
+    from edge.ops.logs import setup_logging
 
     setup_logging(config.log_level)
     if validate_config:
         ctx.exit(_validate(config))
-    from edge.daemon import InspectionDaemon, StartupError
+    from edge.daemon.supervisor import InspectionDaemon, StartupError
 
     stop = threading.Event()
     daemon = InspectionDaemon(config, stop, reload_config=lambda: load_config(config_path, overrides, labels))
@@ -140,9 +140,9 @@ def main(ctx: click.Context, config_path: Path | None, validate_config: bool, **
 
 def _validate(config: Any) -> int:
     """``--validate-config``: the config parsed; now check what it names (bundle, key files) without starting."""
-    from edge.bundle import BundleError, load_bundle
-    from edge.curve import load_server_keys
-    from edge.keys import KeyFileError
+    from edge.model.bundle import BundleError, load_bundle
+    from edge.control.curve import load_server_keys
+    from edge.control.keys import KeyFileError
 
     try:
         bundle = load_bundle(config.bundle)
@@ -186,7 +186,7 @@ def subscribe(endpoint: str, count: int | None, timeout: float | None, as_json: 
     Sequence gaps (lost verdicts) are reported on stderr as they happen; a summary line
     (received, gaps, OK, NG) goes to stderr at the end.
     """
-    from edge.subscriber import subscribe as run_subscriber
+    from edge.wire.subscriber import subscribe as run_subscriber
 
     stop = threading.Event()
     install_stop_handlers(stop)
@@ -197,10 +197,10 @@ def subscribe(endpoint: str, count: int | None, timeout: float | None, as_json: 
 
 def _register_commands() -> None:
     """Command groups that live in their own modules (importing only click at this point)."""
-    from edge.bench import bench
-    from edge.camera_bench import camera_bench
-    from edge.soak import soak
-    from edge.control_cli import ctl, keygen
+    from edge.tools.bench import bench
+    from edge.tools.camera_bench import camera_bench
+    from edge.tools.soak import soak
+    from edge.control.cli import ctl, keygen
 
     main.add_command(camera_bench, name="camera-bench")
     main.add_command(bench, name="bench")

@@ -3,7 +3,7 @@
 The bundle is built in a temporary directory beside the target and renamed into place only after
 the parity check (and, for FP16/INT8, the accuracy guard of :mod:`export.guard`) has passed, so a
 failed or interrupted export never leaves a bundle that looks usable. Parity runs the torch model and the exported graph on the same held-out images, the graph
-through ``edge``'s own :class:`~edge.inference.Inspector`, and records the largest difference.
+through ``edge``'s own :class:`~edge.model.inspector.Inspector`, and records the largest difference.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import torch
 from tqdm import tqdm
 
 import edge
-from edge.bundle import SCHEMA_VERSION, load_bundle, sha256_file, write_bundle_yaml
-from edge.imageio import read_image
-from edge.inference import Inspector
-from edge.preprocess import InputSpec, preprocess
-from edge.selftest import SELFTEST_IMAGE
+from edge.model.bundle import SCHEMA_VERSION, load_bundle, sha256_file, write_bundle_yaml
+from edge.model.imageio import read_image
+from edge.model.inspector import Inspector
+from edge.model.preprocess import InputSpec, preprocess
+from edge.model.selftest import SELFTEST_IMAGE
 from export.formats import FORMATS, GraphFormat, Precision, check_format, needs_accuracy_guard, needs_calibration
 from export.guard import DEFAULT_AUROC_DROP_POINTS, DEFAULT_MAX_SCORE_CHANGE, compare
 from export.onnx_graph import INPUT_NAME, OUTPUT_NAMES, export_onnx

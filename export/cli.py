@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edge.bundle import BundleError, read_bundle_yaml
+from edge.model.bundle import BundleError, read_bundle_yaml
 from export.build import PARITY_IMAGES, PARITY_TOLERANCE, ExportError, ReducedPrecisionOptions, build_bundle, guard_summary
 from export.guard import DEFAULT_AUROC_DROP_POINTS, DEFAULT_MAX_SCORE_CHANGE
 from export.quantize import DEFAULT_CALIB_COUNT

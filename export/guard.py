@@ -1,6 +1,6 @@
 """The accuracy guard: a reduced-precision graph must still find what the FP32 graph finds.
 
-Both graphs run through ``edge``'s own :class:`~edge.inference.Inspector` (each on the backend its
+Both graphs run through ``edge``'s own :class:`~edge.model.inspector.Inspector` (each on the backend its
 bundle calls for) on held-out images: the run's validation split, never the calibration images.
 With labelled defects (``--val DIR`` in MVTec layout) the criterion is the drop of image AUROC,
 at most the tolerance in AUROC points. Without labels it is the median relative change of the
@@ -23,9 +23,9 @@ from tqdm import tqdm
 
 from calibration.dataset import labelled_test_images
 from calibration.metrics import roc_auc
-from edge.bundle import load_bundle
-from edge.imageio import read_image
-from edge.inference import Inspector
+from edge.model.bundle import load_bundle
+from edge.model.imageio import read_image
+from edge.model.inspector import Inspector
 
 log = logging.getLogger(__name__)
 

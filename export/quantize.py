@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.imageio import list_images, read_image
-from edge.preprocess import InputSpec, preprocess
+from edge.model.imageio import list_images, read_image
+from edge.model.preprocess import InputSpec, preprocess
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from edge.imageio import ImageReadError
+from edge.model.imageio import ImageReadError
 from training.backbones import SUPPORTED_BACKBONES, BackboneWeightsError
 from training.data import DatasetError
 from training.patchcore import PatchCoreConfig

@@ -3,7 +3,7 @@
 Training reads ``DIR/train/good`` of an MVTec-style folder. A seeded split puts a validation
 fraction aside first; those images never enter the memory bank, so calibration can measure the
 score distribution of good parts the model has not memorised. Pixels go through
-:func:`edge.imageio.read_image` and :func:`edge.preprocess.preprocess` and nothing else, so the
+:func:`edge.model.imageio.read_image` and :func:`edge.model.preprocess.preprocess` and nothing else, so the
 bank is built from the same arrays the deployed daemon computes for a camera frame.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.imageio import ImageReadError, list_images, read_image
-from edge.preprocess import InputSpec, preprocess
+from edge.model.imageio import ImageReadError, list_images, read_image
+from edge.model.preprocess import InputSpec, preprocess
 
 log = logging.getLogger(__name__)
 

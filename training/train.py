@@ -23,7 +23,7 @@ import torchvision
 import yaml
 from tqdm import tqdm
 
-from edge.preprocess import InputSpec
+from edge.model.preprocess import InputSpec
 from training.backbones import BACKBONES
 from training.coreset import subsample
 from training.data import iter_batches, list_train_images, split_train_validation

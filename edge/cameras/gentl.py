@@ -37,7 +37,7 @@ from edge.cameras.gentl_setup import (
     set_if_present,
 )
 from edge.cameras.pacing import Pacer
-from edge.pixels import PixelFormatError, decode
+from edge.cameras.pixels import PixelFormatError, decode
 
 log = logging.getLogger(__name__)
 

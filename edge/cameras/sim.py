@@ -5,7 +5,7 @@ at ``fps`` (so slow inference does not stretch the nominal rate, and a late fram
 catch-up burst), the stream ends or loops, and a file that will not decode becomes a frame with
 ``error`` set rather than an exception, exactly as an incomplete buffer would from a real camera.
 It can also stand in for the GenTL camera where no producer is at hand: files shuffled with a
-seed, frames passed through a camera pixel format (encoded, then decoded by :mod:`edge.pixels`),
+seed, frames passed through a camera pixel format (encoded, then decoded by :mod:`edge.cameras.pixels`),
 ``software`` trigger semantics (a missed trigger is an error frame, not a silent skip), and
 injected faults (timeouts, incomplete buffers, device loss for a while or for good) so the
 daemon's watchdog and reconnect path can be exercised end to end.
@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from edge.cameras.base import CameraDisconnected, CameraError, Frame, GrabTimeout
 from edge.cameras.pacing import Pacer
-from edge.imageio import IMAGE_SUFFIXES, ImageReadError, list_images, read_image
-from edge.pixels import PIXEL_FORMATS, PixelFormatError, decode, encode
+from edge.model.imageio import IMAGE_SUFFIXES, ImageReadError, list_images, read_image
+from edge.cameras.pixels import PIXEL_FORMATS, PixelFormatError, decode, encode
 
 log = logging.getLogger(__name__)
 

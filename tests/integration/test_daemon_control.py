@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from edge.control import ControlError, request
+from edge.control.server import ControlError, request
 from tests.integration.daemon_runner import DEMO_IMAGES, RunningDaemon, free_port
-from tests.unit.edge.curve_keys import make_keys
+from tests.unit.edge.control.curve_keys import make_keys
 
 
 def control_daemon(tmp_path, pipeline: dict, camera: dict):

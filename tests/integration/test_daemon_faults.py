@@ -51,7 +51,7 @@ def test_sigterm_mid_stream_publishes_every_frame_already_grabbed(tmp_path):
     counters = detail["counters"]
     # The queue was full when SIGTERM came (the camera outruns inference): those frames were still
     # inspected and published, none dropped.
-    assert counters["drops"] == {} and counters["frames_in"] == counters["verdicts"] and detail["balanced"]
+    assert counters["drops"] == {} and counters["frames"] == counters["verdicts"] and detail["balanced"]
     assert seqs(daemon) == list(range(1, counters["verdicts"] + 1)) and detail["last_seq"] == counters["verdicts"]
 
 
@@ -215,7 +215,7 @@ def test_a_slow_subscriber_loses_verdicts_past_its_high_water_mark_but_the_line_
         daemon.close()
     assert code == 0
     counters = stopped(daemon)["counters"]
-    assert counters["frames_in"] == counters["verdicts"] == 400 and counters["dropped"] == 0
+    assert counters["frames"] == counters["verdicts"] == 400 and counters["dropped"] == 0
     # The slow subscriber lost verdicts and sees it as a seq gap ...
     assert received and any(b - a > 1 for a, b in zip(received, received[1:], strict=False))
     # ... while the line went on at its pace and a subscriber that keeps up got them all.
@@ -232,7 +232,7 @@ def test_incomplete_buffers_of_a_free_running_camera_are_counted_as_drops(tmp_pa
     counters = stopped(daemon)["counters"]
     # Every 5th grab is incomplete: 40 delivered frames took 49 grabs, 9 of them discarded by the camera.
     assert counters["verdicts"] == 40 and counters["drops"] == {"incomplete_buffer": 9}
-    assert counters["frames_in"] == 49 and stopped(daemon)["balanced"]
+    assert counters["frames"] == 49 and stopped(daemon)["balanced"]
     assert daemon.of("verdict")[-1]["counters"]["drops"] == {"incomplete_buffer": 9}
 
 
@@ -245,7 +245,7 @@ def test_overload_policy_accounts_for_every_frame(tmp_path, policy):
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     (result,) = json.loads(out.read_text())
-    assert result["balanced"] and result["frames_in"] == 150 and result["subscriber"]["seq_gaps"] == 0
+    assert result["balanced"] and result["frames"] == 150 and result["subscriber"]["seq_gaps"] == 0
     assert result["verdicts"] + result["dropped"] == 150 and result["subscriber"]["received"] == result["verdicts"]
     if policy == "block":
         assert result["dropped"] == 0

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from edge.imageio import list_images
+from edge.model.imageio import list_images
 
 REPO = Path(__file__).resolve().parents[2]
 # Another bundle and image folder can be tried with these variables (default: the demo ones).

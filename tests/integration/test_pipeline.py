@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from edge.bundle import load_bundle
+from edge.model.bundle import load_bundle
 
 BIN = Path(sys.executable).parent
 

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from calibration.calibrate import CalibrationError, calibrate
-from edge.bundle import load_bundle
-from edge.imageio import read_image
-from edge.inference import Inspector
+from edge.model.bundle import load_bundle
+from edge.model.imageio import read_image
+from edge.model.inspector import Inspector
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import export.build
-from edge.bundle import load_bundle, sha256_file
+from edge.model.bundle import load_bundle, sha256_file
 from export.build import ExportError, build_bundle
 
 
@@ -60,9 +60,9 @@ def test_graph_that_disagrees_with_torch_is_refused_and_nothing_is_left(tiny_run
 @pytest.mark.parametrize("stride", [1, 8])
 def test_map_stride_override_exports_the_map_it_declares_and_still_matches_torch(tiny_run, tmp_path, bottle, stride):
     from calibration.calibrate import calibrate
-    from edge.imageio import read_image
-    from edge.inference import Inspector
-    from edge.runtime import RuntimeOptions
+    from edge.model.imageio import read_image
+    from edge.model.inspector import Inspector
+    from edge.model.engines import RuntimeOptions
 
     out = build_bundle(tiny_run, tmp_path / f"s{stride}", map_stride=stride)
     bundle = load_bundle(out, require_thresholds=False)
@@ -87,9 +87,9 @@ def test_bundle_carries_a_self_test_probe_that_the_edge_scores_as_recorded(tiny_
 
     import yaml
 
-    from edge.bundle import BundleError
-    from edge.inference import Inspector
-    from edge.selftest import run_selftest
+    from edge.model.bundle import BundleError
+    from edge.model.inspector import Inspector
+    from edge.model.selftest import run_selftest
 
     bundle = load_bundle(tiny_bundle)
     spec = bundle.meta["selftest"]

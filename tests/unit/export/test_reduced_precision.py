@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.bundle import load_bundle, sha256_file
-from edge.imageio import read_image
-from edge.inference import Inspector
+from edge.model.bundle import load_bundle, sha256_file
+from edge.model.imageio import read_image
+from edge.model.inspector import Inspector
 from export.build import ExportError, ReducedPrecisionOptions, build_bundle
 
 FP16_SCORE_RTOL = 1e-2  # FP16 weights, FP32 compute: measured 0.2 % on bottle
@@ -18,8 +18,8 @@ def test_openvino_fp16_bundle_lists_xml_and_bin_and_stays_near_fp32(tiny_run, ti
     assert bundle.meta["graph"]["format"] == "openvino" and bundle.meta["graph"]["precision"] == "fp16"
     assert set(bundle.meta["files"]) == {"model.xml", "model.bin", "train_images.sha256", "selftest.png"}
     # The probe's recorded score is the FP16 graph's own, so the edge's self-test holds it to that graph.
-    from edge.inference import Inspector
-    from edge.selftest import run_selftest
+    from edge.model.inspector import Inspector
+    from edge.model.selftest import run_selftest
 
     selftest = run_selftest(bundle, Inspector(bundle))
     assert selftest is not None and selftest["abs_diff"] <= selftest["limit"]

@@ -9,7 +9,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from edge.preprocess import InputSpec
+from edge.model.preprocess import InputSpec
 from training.backbones import BACKBONES
 from training.cli import main
 from training.data import load_input

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.preprocess import InputSpec
+from edge.model.preprocess import InputSpec
 from training.data import DatasetError, iter_batches, list_train_images, split_train_validation
 
 

@@ -1,0 +1,173 @@
+"""The acquisition thread: grab frames from the camera into the pipeline, and keep the camera alive.
+
+It is the only code that calls ``camera.grab``. A camera lost mid-shift (or silent past
+``watchdog.no_frame_s``) is closed and reopened with a doubling delay while ``status.<station>``
+messages tell the line it is down; after ``watchdog.reconnect_budget`` failed attempts in a row
+the daemon stops and exits 1 for systemd to restart it. While paused it grabs nothing (the
+camera's buffers, NewestOnly on GenTL, hold or replace frames); in ``on_demand`` mode it grabs one
+frame per trigger command. Frames a free-running camera discarded as incomplete never reach us
+as frames, so their count (from the camera's own counters) is added to frames in and to the
+``incomplete_buffer`` drops: accounted, not silently missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from edge.cameras import Camera, CameraDisconnected, CameraError, Frame, GrabTimeout
+from edge.daemon.config import WatchdogConfig
+from edge.daemon.pipeline import Accounting, FrameQueue, Job, Worker
+from edge.wire.messages import CameraState
+
+log = logging.getLogger(__name__)
+
+GRAB_TIMEOUT_S = 1.0
+MAX_PENDING_TRIGGERS = 100
+StatusCallback = Callable[[CameraState, "str | None", "float | None", int], None]
+
+
+class CameraGaveUp(Exception):
+    """The reconnect budget is spent; the daemon exits 1."""
+
+
+class Acquisition(Worker):
+    """Runs the grab loop on its own thread until ``stop``, the end of the stream, or a give-up."""
+
+    def __init__(self, camera: Camera, frames: FrameQueue, accounting: Accounting, watchdog: WatchdogConfig,
+                 stop: threading.Event, on_status: StatusCallback, on_demand: bool = False,
+                 count_discards: bool = True) -> None:
+        super().__init__("acquisition", stop)
+        self.camera = camera
+        self.frames = frames
+        self.accounting = accounting
+        self.watchdog = watchdog
+        self.on_status = on_status
+        self.on_demand = on_demand
+        self.count_discards = count_discards
+        self.paused = threading.Event()
+        self.camera_up = True
+        self.failed_attempts = 0
+        self.reconnects = 0
+        self._pending = 0
+        self._trigger = threading.Condition()
+        self._discards_seen = self._camera_discards()
+        self._last_frame_at = time.monotonic()
+
+    def trigger(self) -> int:
+        """Request one frame (``on_demand``); returns the triggers now pending. ValueError if not on demand."""
+        if not self.on_demand:
+            raise ValueError("trigger needs pipeline.acquisition: on_demand (this camera is free-running)")
+        with self._trigger:
+            if self._pending >= MAX_PENDING_TRIGGERS:
+                raise ValueError(f"{self._pending} triggers already pending")
+            self._pending += 1
+            self._trigger.notify()
+            return self._pending
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except CameraGaveUp as exc:
+            self.failure = str(exc)
+            log.error("%s", exc)
+        except CameraError as exc:
+            self.failure = f"camera: {exc}"
+            log.error("camera failed: %s", exc)
+        finally:
+            self._account_discards()
+
+    def _loop(self) -> None:
+        no_frame_s = self.watchdog.no_frame_s
+        self._last_frame_at = time.monotonic()
+        while not self.stop.is_set():
+            if self.paused.is_set():
+                self.stop.wait(0.1)
+                self._last_frame_at = time.monotonic()  # a paused line is not a silent camera
+                continue
+            if self.on_demand and not self._take_trigger():
+                continue
+            try:
+                frame = self.camera.grab(GRAB_TIMEOUT_S)
+            except GrabTimeout as exc:
+                if self.on_demand:  # a trigger that brought no image still gets its (NG) verdict
+                    frame = Frame(image=None, frame_id=0, source="trigger", error=f"no image after trigger: {exc}")
+                else:
+                    silent = time.monotonic() - self._last_frame_at
+                    if no_frame_s > 0 and silent > no_frame_s:
+                        self._reconnect(f"no frame for {silent:.1f} s")
+                    continue
+            except CameraDisconnected as exc:
+                self._reconnect(str(exc))
+                continue
+            if frame is None:
+                log.info("end of stream")
+                return
+            self._last_frame_at = time.monotonic()
+            self.failed_attempts = 0
+            self._account_discards()
+            self.accounting.frame_in()
+            self.frames.put(Job(frame=frame))
+        log.info("acquisition stopped")
+
+    def _take_trigger(self) -> bool:
+        with self._trigger:
+            if self._pending == 0:
+                self._trigger.wait(0.2)
+            if self._pending == 0:
+                return False
+            self._pending -= 1
+            return True
+
+    def _camera_discards(self) -> int:
+        """Frames the camera dropped without delivering: incomplete buffers in free-run."""
+        if not self.count_discards:
+            return 0
+        stats = getattr(self.camera, "stats", None)
+        return int(stats().get("incomplete", 0)) if callable(stats) else 0
+
+    def _account_discards(self) -> None:
+        total = self._camera_discards()
+        new = total - self._discards_seen
+        if new > 0:
+            self.accounting.frame_in(new)
+            self.accounting.drop("incomplete_buffer", new)
+        self._discards_seen = max(total, self._discards_seen)
+
+    def _reconnect(self, reason: str) -> None:
+        """Close and reopen the camera with a doubling delay until it opens, ``stop`` is set or the budget is spent.
+
+        The budget counts failed attempts since the last delivered frame, so a camera that reopens but
+        never delivers (or flaps) still ends in exit 1 instead of looping forever.
+        """
+        watchdog = self.watchdog
+        log.warning("camera down: %s", reason)
+        self.camera_up = False
+        self._account_discards()
+        self.camera.close()
+        while not self.stop.is_set():
+            if self.failed_attempts >= watchdog.reconnect_budget:
+                self.on_status("gave_up", reason, None, self.failed_attempts)
+                raise CameraGaveUp(
+                    f"camera: gave up after {self.failed_attempts} failed reconnect attempts (last: {reason})"
+                )
+            delay = min(watchdog.reconnect_delay_s * 2 ** self.failed_attempts, watchdog.reconnect_max_delay_s)
+            self.on_status("down", reason, delay, self.failed_attempts)
+            if self.stop.wait(delay):
+                return
+            try:
+                self.camera.open()
+            except CameraError as exc:
+                self.failed_attempts += 1
+                reason = str(exc)
+                log.warning("reconnect attempt %d failed: %s", self.failed_attempts, reason)
+                continue
+            self.failed_attempts += 1  # reset only by a delivered frame
+            self.reconnects += 1
+            self.camera_up = True
+            self._last_frame_at = time.monotonic()
+            log.info("camera reconnected (attempt %d)", self.failed_attempts)
+            self.on_status("up", None, None, self.failed_attempts)
+            return

@@ -1,0 +1,153 @@
+"""The daemon's side services: systemd notify and watchdog, metrics, NG archive, control socket.
+
+None of these decides a verdict, and each can be switched off in the config, so they live apart
+from the pipeline: the daemon calls a handful of plain methods here at its events (a verdict, a
+heartbeat, a camera state change, a reload) and this module fans them out. Called from the
+publishing thread (verdict, heartbeat, alive), the acquisition thread (camera) and the main or
+control thread (reload, paused, notify); each target is safe for that.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from edge.ops.archive import Archive, ArchiveWriter
+from edge.control.server import ControlError, ControlServer
+from edge.ops.metrics import Metrics
+from edge.ops.notify import SystemdNotifier, WatchdogPinger
+
+if TYPE_CHECKING:
+    from edge.daemon.config import EdgeConfig
+    from edge.daemon.supervisor import InspectionDaemon
+    from edge.daemon.pipeline import Job
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_CLOSE_S = 5.0
+
+
+class ServiceError(Exception):
+    """A service cannot start (metrics port in use, control keys missing); the daemon exits 2."""
+
+
+class Services:
+    """Starts, feeds and stops the side services of one daemon run."""
+
+    def __init__(self, config: EdgeConfig, notifier: SystemdNotifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or SystemdNotifier()
+        self.pinger = WatchdogPinger(self.notifier)
+        self.metrics = Metrics(config.metrics)
+        self.archive: ArchiveWriter | None = None
+        self.control: ControlServer | None = None
+        self._synced: dict[str, Any] = {"frames": 0, "drops": {}}
+        self._stopping_sent = False
+        self._daemon: InspectionDaemon | None = None
+
+    def start(self, daemon: InspectionDaemon) -> None:
+        """Start what the config enables; ServiceError with one line if something cannot start."""
+        self._daemon = daemon
+        config = self.config
+        try:
+            self.metrics.start()
+        except OSError as exc:
+            raise ServiceError(f"metrics: cannot serve on {config.metrics.host}:{config.metrics.port}: "
+                               f"{exc.strerror or exc}") from None
+        if daemon.bundle is not None:
+            self.metrics.bundle(daemon.bundle.bundle_id)
+        self.metrics.camera_up(True)
+        if config.archive.enabled:
+            self.archive = ArchiveWriter(Archive(config.archive))
+            self.archive.start()
+        if config.control.enabled:
+            self.control = ControlServer(config.control, daemon.handlers(), daemon.stop)
+            try:
+                self.control.start()
+            except ControlError as exc:
+                raise ServiceError(f"control: {exc}") from None
+        self.pinger.start()
+
+    def close(self) -> None:
+        """Stop in reverse order; the archive writes what is queued within its deadline."""
+        if not self._stopping_sent:
+            self.notify("stopping")
+        self.pinger.close()
+        if self.control is not None:
+            self.control.close()
+        if self.archive is not None:
+            dropped = self.archive.close(ARCHIVE_CLOSE_S)
+            if dropped:
+                log.warning("archive: %d record(s) not written at shutdown", dropped)
+            self._archive_metrics()
+        self.metrics.close()
+        self.notifier.close()
+
+    # events -------------------------------------------------------------------------------
+
+    def verdict(self, message: dict[str, Any], job: Job, map_png: bytes | None) -> None:
+        metrics = self.metrics
+        metrics.verdict(str(message["verdict"]), message.get("t_publish"))
+        if message["error"]:
+            metrics.error(str(message["error"]).split(":", 1)[0])
+        for stage, ms in job.stages_ms.items():
+            metrics.observe(stage, ms / 1000.0)
+        metrics.observe("publish", message["latency_ms"]["publish"] / 1000.0)
+        metrics.observe("total", message["latency_ms"]["total"] / 1000.0)
+        self._sync_counts(message["counters"])  # the pipeline's counts as this verdict carries them
+        if self.archive is not None:
+            inspection = job.inspection
+            self.archive.submit(message, job.frame.image,
+                                map_png if map_png is not None else (inspection.map_png if inspection else None))
+            self._archive_metrics()
+
+    def heartbeat(self) -> None:
+        self.metrics.heartbeat()
+        if self._daemon is not None:
+            self._sync_counts(self._daemon.accounting.snapshot())
+
+    def alive(self) -> None:
+        self.pinger.alive()
+
+    def camera(self, state: str) -> None:
+        self.metrics.camera_up(state == "up")
+        if state == "up":
+            self.metrics.reconnect()
+
+    def reload(self, result: str, bundle_id: str | None = None) -> None:
+        self.metrics.reload(result)
+        if bundle_id is not None:
+            self.metrics.bundle(bundle_id)
+
+    def paused(self, paused: bool) -> None:
+        self.metrics.paused(paused)
+
+    def notify(self, what: str, text: str = "") -> None:
+        """systemd: ``ready``, ``status``, ``reloading`` or ``stopping``."""
+        if what == "ready":
+            self.notifier.ready(text)
+        elif what == "status":
+            self.notifier.status(text)
+        elif what == "reloading":
+            self.notifier.reloading("reloading config and bundle")
+        elif what == "stopping":
+            self._stopping_sent = True
+            self.notifier.stopping()
+
+    # --------------------------------------------------------------------------------------
+
+    def _sync_counts(self, counters: dict[str, Any]) -> None:
+        """Carry the pipeline's frames-in and drop counts (``frames``, ``drops``) into the metrics, as increments."""
+        self.metrics.frame(counters["frames"] - self._synced["frames"])
+        for reason, count in counters["drops"].items():
+            new = count - self._synced["drops"].get(reason, 0)
+            if new > 0:
+                self.metrics.drop(reason, new)
+        self._synced = {"frames": counters["frames"], "drops": dict(counters["drops"])}
+        if self._daemon is not None:
+            self.metrics.queue_depth("frames", self._daemon.frames.qsize())
+
+    def _archive_metrics(self) -> None:
+        if self.archive is not None:
+            stats = self.archive.stats()
+            self.metrics.archive(stats["written"], stats["bytes"], stats["failures"])

@@ -1,0 +1,419 @@
+"""The daemon: start the pipeline, keep it running for months, stop it without losing a part.
+
+This is the process systemd keeps alive on the line. Its promises:
+
+- every frame the camera delivers gets exactly one verdict with the next ``seq``, or is counted
+  as dropped with a reason (see :mod:`edge.daemon.pipeline`); a frame that cannot be inspected gets a
+  fail-safe NG with ``error`` set, never a crash;
+- SIGTERM/SIGINT only set the stop event: acquisition stops, the frames already grabbed are
+  inspected and published, the socket is flushed and the process exits 0;
+- SIGHUP or the ``reload`` control command loads the config file and its bundle again without
+  closing the verdict socket; a bundle that fails validation or its self-test is refused, the old
+  one keeps deciding, and the refusal is logged and published on ``event.<station>``;
+- a problem that makes starting pointless (missing or bad bundle, missing source, port in use) is
+  one line on stderr and exit code 2; a camera that stays lost past the reconnect budget, or a
+  model failing every frame, ends in exit 1 for systemd's ``Restart=on-failure``;
+- systemd hears READY once everything is up, STATUS lines while running and WATCHDOG pings only
+  while verdicts or heartbeats really flow (:mod:`edge.ops.notify`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from edge.daemon.acquisition import Acquisition
+from edge.model.bundle import Bundle, BundleError, load_bundle
+from edge.cameras import Camera, CameraError, create_camera
+from edge.daemon.config import ConfigError, EdgeConfig
+from edge.model.inspector import Inspector
+from edge.ops.latency import LatencyWindow
+from edge.daemon.pipeline import PUBLISH_QUEUE, Accounting, FrameQueue, Job, Message, drain
+from edge.wire.publisher import Publisher, PublishError
+from edge.model.selftest import run_selftest
+from edge.daemon.sequence import SequenceCounter, SequenceError
+from edge.daemon.services import ServiceError, Services
+from edge.daemon.stages import InferenceStage, PublishStage
+from edge.wire.messages import (
+    EVENT_TOPIC_PREFIX,
+    HEARTBEAT_TOPIC_PREFIX,
+    STATUS_TOPIC_PREFIX,
+    CameraState,
+    build_event,
+    build_heartbeat,
+    build_status,
+    encode_message,
+)
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_STARTUP = 2
+STATUS_EVERY_S = 5.0
+# A frame inside inference for longer than this means the pipeline is wedged: heartbeats then no
+# longer count as signs of life for the systemd watchdog.
+WEDGED_AFTER_S = 10.0
+# Sections a reload cannot apply to a running daemon (they own sockets, threads or the camera).
+RESTART_ONLY = ("station", "camera", "publish", "pipeline", "state_dir", "watchdog", "control", "metrics", "archive")
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is one line for stderr (exit code 2)."""
+
+
+class ReloadRefused(Exception):
+    """A reload was refused; the running bundle goes on. The message says why."""
+
+
+def load_inspector(config: EdgeConfig) -> tuple[Bundle, Inspector, dict[str, Any] | None]:
+    """Load, validate and self-test the bundle named by ``config``; BundleError if it must not run."""
+    bundle = load_bundle(config.bundle)
+    backend = None if config.runtime.backend == "auto" else config.runtime.backend
+    inspector = Inspector(bundle, backend=backend, options=config.runtime.options())
+    selftest = run_selftest(bundle, inspector)
+    return bundle, inspector, selftest
+
+
+def state_dir_for(config: EdgeConfig) -> Path | None:
+    """``state_dir`` from the config, else systemd's ``$STATE_DIRECTORY`` (its first entry), else None."""
+    if config.state_dir is not None:
+        return config.state_dir
+    env = os.environ.get("STATE_DIRECTORY", "")
+    return Path(env.split(":")[0]) if env else None
+
+
+class InspectionDaemon:
+    """Owns the camera, bundle, pipeline threads and publisher for one run of the daemon."""
+
+    def __init__(self, config: EdgeConfig, stop: threading.Event,
+                 reload_config: Callable[[], EdgeConfig] | None = None, services: Services | None = None) -> None:
+        self.config = config
+        self.stop = stop
+        self.reload_requested = threading.Event()
+        self.reload_config = reload_config or (lambda: self.config)
+        self.services = services if services is not None else Services(config)
+        self.accounting = Accounting()
+        self.latency = LatencyWindow()
+        self.sequence = SequenceCounter(state_dir_for(config))
+        self.bundle: Bundle | None = None
+        self.publisher: Publisher | None = None
+        self.camera: Camera | None = None
+        self.acquisition: Acquisition | None = None
+        self.inference: InferenceStage | None = None
+        self.publishing: PublishStage | None = None
+        self.started_at = time.monotonic()
+        self._items: queue.Queue[Job | Message] = queue.Queue(maxsize=PUBLISH_QUEUE)
+        self._reload_lock = threading.Lock()
+        self._acquisition_done = threading.Event()
+        self._inference_done = threading.Event()
+
+    # ----------------------------------------------------------------- start / run / stop
+
+    def start(self) -> None:
+        """Load and open everything, in the order it is later closed in reverse; StartupError on failure."""
+        config = self.config
+        try:
+            self.bundle, inspector, _ = load_inspector(config)
+        except BundleError as exc:
+            raise StartupError(f"bundle: {exc}") from None
+        log.info("bundle %s loaded from %s (%s)", self.bundle.bundle_id, self.bundle.root, inspector.backend.settings())
+        try:
+            self.sequence.open()
+        except SequenceError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            self.publisher = Publisher(config.publish.endpoint, config.publish.sndhwm, config.publish.linger_ms,
+                                       **self._publisher_options())
+        except PublishError as exc:
+            raise StartupError(f"publish: {exc}") from None
+        try:
+            camera = create_camera(config.camera)
+            camera.open()
+        except CameraError as exc:
+            raise StartupError(str(exc)) from None
+        self.camera = camera
+        pipeline = config.pipeline
+        frames = FrameQueue(pipeline.queue_size, pipeline.overload, self.accounting, self.stop)
+        self.acquisition = Acquisition(
+            camera, frames, self.accounting, config.watchdog, self.stop, self._on_camera_status,
+            on_demand=pipeline.acquisition == "on_demand",
+            count_discards=getattr(config.camera, "trigger", "free_run") != "software",
+        )
+        self.frames = frames
+        self.inference = InferenceStage(frames, self._items, inspector, self.bundle, self._acquisition_done,
+                                        self.stop, config.runtime.max_consecutive_failures)
+        self.publishing = PublishStage(
+            self._items, self.publisher, self.sequence, self.accounting, self.latency, config.station,
+            config.publish.heartbeat_s, config.publish.send_map, self._inference_done, self._heartbeat,
+            self._on_verdict, self._alive, self._healthy, self.stop,
+        )
+        try:
+            self.services.start(self)
+        except ServiceError as exc:
+            raise StartupError(str(exc)) from None
+
+    def _publisher_options(self) -> dict[str, Any]:
+        curve = getattr(self.config.publish, "curve", None)
+        return {"curve": curve} if curve is not None else {}
+
+    def run(self) -> int:
+        """Start, run until the stream ends or ``stop`` is set, drain, shut down; return the exit code."""
+        try:
+            self.start()
+        except StartupError:
+            self.shutdown()
+            raise
+        try:
+            self._wait_for_subscriber()
+            assert self.acquisition and self.inference and self.publishing
+            self.publishing.start()
+            self.inference.start()
+            self.acquisition.start()
+            self._event("started", {"bundle_id": self.bundle.bundle_id if self.bundle else None,
+                                    "previous_stop_clean": self.sequence.previous_clean})
+            self._notify("ready", self._status_line())
+            self._supervise()
+            code = self._drain()
+        finally:
+            self.shutdown()
+        return code
+
+    def _wait_for_subscriber(self) -> None:
+        wait_s = self.config.publish.wait_subscriber_s
+        if wait_s <= 0 or self.publisher is None:
+            return
+        log.info("waiting up to %.1f s for a subscriber", wait_s)
+        if not self.publisher.wait_for_subscriber(wait_s, self.stop):
+            log.warning("no subscriber after %.1f s; publishing anyway", wait_s)
+
+    def _supervise(self) -> None:
+        """Main thread: reloads on request, STATUS lines, until acquisition has finished."""
+        assert self.acquisition is not None
+        next_status = time.monotonic() + STATUS_EVERY_S
+        while not self.acquisition.finished.wait(0.2):
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                try:
+                    self.reload("SIGHUP")
+                except ReloadRefused:
+                    pass  # logged and published by reload()
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + STATUS_EVERY_S
+                self._notify("status", self._status_line())
+        if self.stop.is_set():
+            log.info("stop requested: finishing the frames already grabbed")
+            self._notify("stopping")
+
+    def _drain(self) -> int:
+        """Let inference and publishing finish what was grabbed, within the shutdown deadline."""
+        assert self.acquisition and self.inference and self.publishing
+        deadline = time.monotonic() + self.config.pipeline.shutdown_timeout_s
+        self._acquisition_done.set()
+        if not self.inference.join(max(0.0, deadline - time.monotonic())):
+            log.error("inference did not finish within the shutdown deadline; frames still queued are dropped")
+        lost = self.frames.discard_all("shutdown")
+        self._inference_done.set()
+        if not self.publishing.join(max(0.5, deadline - time.monotonic())):
+            log.error("publishing did not finish within the shutdown deadline")
+        lost += self._discard_items()
+        failure = self.acquisition.failure or self.inference.failure or self.publishing.failure
+        counts = self.accounting.snapshot()
+        if self.publisher is not None and self.publishing.finished.is_set():  # only then may this thread use it
+            self.publisher.send(encode_message(EVENT_TOPIC_PREFIX, build_event(
+                station=self.config.station, run_id=self.sequence.run_id, event="stopped",
+                detail={"counters": counts, "last_seq": self.sequence.last, "balanced": self.accounting.balanced(),
+                        "failure": failure, "latency_ms": self.latency.summary()})))
+        stats = getattr(self.camera, "stats", None)
+        log.info("stopped: frames=%d verdicts=%d errors=%d drops=%s last_seq=%d reconnects=%d balanced=%s camera=%s",
+                 counts["frames"], counts["verdicts"], counts["errors"], counts["drops"], self.sequence.last,
+                 self.acquisition.reconnects, self.accounting.balanced(), stats() if callable(stats) else {})
+        if lost:
+            log.warning("%d frame(s) dropped at shutdown", lost)
+        if failure:
+            log.error("stopping: %s", failure)
+            return EXIT_FAILURE
+        return EXIT_OK
+
+    def _discard_items(self) -> int:
+        count = sum(isinstance(item, Job) for item in drain(self._items))
+        if count:
+            self.accounting.drop("shutdown", count)
+        return count
+
+    def shutdown(self) -> None:
+        """Close in reverse start order: services, camera (no new frames), publisher (flush), sequence."""
+        self.services.close()
+        if self.camera is not None:
+            self.camera.close()
+            self.camera = None
+        if self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None
+        try:
+            self.sequence.close()
+        except SequenceError as exc:
+            log.error("%s", exc)
+
+    # ----------------------------------------------------------------- control
+
+    def reload(self, source: str) -> dict[str, Any]:
+        """Load the config file and its bundle again; swap the bundle in between two frames.
+
+        Raises ReloadRefused (after logging and publishing the refusal) when the new config or bundle
+        cannot be used; the running bundle is untouched then. Sections that own sockets, threads or
+        the camera are not applied by a reload; a change there is reported as needing a restart.
+        """
+        with self._reload_lock:
+            self._notify("reloading")
+            try:
+                new = self.reload_config()
+                bundle, inspector, selftest = load_inspector(new)
+            except (ConfigError, BundleError) as exc:
+                reason = str(exc)
+                log.error("reload (%s) refused, bundle %s keeps running: %s", source,
+                          self.bundle.bundle_id if self.bundle else "-", reason)
+                self._event("reload_refused", {"reason": reason, "source": source,
+                                               "bundle_id": self.bundle.bundle_id if self.bundle else None})
+                self._count_reload("refused")
+                self._notify("ready", self._status_line())
+                raise ReloadRefused(reason) from None
+            needs_restart = [name for name in RESTART_ONLY if getattr(new, name) != getattr(self.config, name)]
+            if needs_restart:
+                log.warning("reload: changes to %s take effect only after a restart", ", ".join(needs_restart))
+            assert self.inference is not None
+            self.inference.swap(inspector, bundle)
+            old = self.bundle.bundle_id if self.bundle else None
+            self.bundle = bundle
+            self.config = self.config.model_copy(update={"bundle": new.bundle, "runtime": new.runtime,
+                                                         "log_level": new.log_level})
+            logging.getLogger().setLevel(new.log_level)
+            detail = {"bundle_id": bundle.bundle_id, "previous_bundle_id": old, "source": source,
+                      "selftest": selftest, "needs_restart": needs_restart}
+            log.info("reload (%s): bundle %s -> %s", source, old, bundle.bundle_id)
+            self._event("reload", detail)
+            self._count_reload("ok")
+            self._notify("ready", self._status_line())
+            return detail
+
+    def pause(self) -> dict[str, Any]:
+        assert self.acquisition is not None
+        self.acquisition.paused.set()
+        self.services.paused(True)
+        log.info("paused: no frames are grabbed until resume")
+        return {"state": "paused"}
+
+    def resume(self) -> dict[str, Any]:
+        assert self.acquisition is not None
+        self.acquisition.paused.clear()
+        self.services.paused(False)
+        log.info("resumed")
+        return {"state": "running"}
+
+    def trigger(self) -> dict[str, Any]:
+        assert self.acquisition is not None
+        return {"pending": self.acquisition.trigger()}
+
+    def status(self) -> dict[str, Any]:
+        """What ``ctl status`` answers: camera, bundle, counters, latency percentiles, queues."""
+        acq = self.acquisition
+        camera_stats = getattr(self.camera, "stats", None)
+        return {
+            "station": self.config.station,
+            "run_id": self.sequence.run_id,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "state": "paused" if acq is not None and acq.paused.is_set() else "running",
+            "camera": {"type": self.config.camera.type, "up": bool(acq.camera_up) if acq else False,
+                       "reconnects": acq.reconnects if acq else 0,
+                       "stats": camera_stats() if callable(camera_stats) else {}},
+            "bundle": {"id": self.bundle.bundle_id if self.bundle else None,
+                       "path": str(self.bundle.root) if self.bundle else None},
+            "counters": self.accounting.snapshot(),
+            "last_seq": self.sequence.last,
+            "latency_ms": self.latency.summary(),
+            "queues": {"frames": self.frames.qsize(), "publish": self._items.qsize(),
+                       "policy": self.config.pipeline.overload},
+        }
+
+    def handlers(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """Control commands, by name, for :class:`edge.control.server.ControlServer`."""
+        return {
+            "status": lambda _args: self.status(),
+            "trigger": lambda _args: self.trigger(),
+            "reload": lambda _args: self.reload("control"),
+            "pause": lambda _args: self.pause(),
+            "resume": lambda _args: self.resume(),
+        }
+
+    # ----------------------------------------------------------------- callbacks from the threads
+
+    def _on_camera_status(self, state: CameraState, reason: str | None, next_retry_s: float | None,
+                          attempt: int) -> None:
+        stats = getattr(self.camera, "stats", None)
+        message = build_status(station=self.config.station, camera=state, reason=reason, attempt=attempt,
+                               next_retry_s=next_retry_s, stats=stats() if callable(stats) else {},
+                               verdicts=self.accounting.verdicts)
+        self._enqueue(Message(STATUS_TOPIC_PREFIX, message))
+        self.services.camera(state)
+
+    def _event(self, event: str, detail: dict[str, Any]) -> None:
+        message = build_event(station=self.config.station, run_id=self.sequence.run_id, event=event, detail=detail)
+        if self.publishing is not None and self.publishing.finished.is_set():
+            return
+        self._enqueue(Message(EVENT_TOPIC_PREFIX, message))
+
+    def _enqueue(self, message: Message) -> None:
+        try:
+            self._items.put(message, timeout=1.0)
+        except queue.Full:
+            log.warning("%s message not published: publish queue full", message.prefix.rstrip("."))
+
+    def _heartbeat(self, first: bool) -> list[bytes]:
+        acq = self.acquisition
+        message = build_heartbeat(
+            station=self.config.station, run_id=self.sequence.run_id, restart=first, last_seq=self.sequence.last,
+            paused=bool(acq and acq.paused.is_set()), camera_up=bool(acq and acq.camera_up),
+            bundle_id=self.bundle.bundle_id if self.bundle else "", counters=self.accounting.snapshot(),
+        )
+        self.services.heartbeat()
+        return encode_message(HEARTBEAT_TOPIC_PREFIX, message)
+
+    def _on_verdict(self, message: dict[str, Any], job: Job, map_png: bytes | None) -> None:
+        _log_verdict(message)
+        self.services.verdict(message, job, map_png)
+
+    def _alive(self) -> None:
+        self.services.alive()
+
+    def _healthy(self) -> bool:
+        busy = self.inference.busy_since if self.inference is not None else None
+        return busy is None or time.monotonic() - busy < WEDGED_AFTER_S
+
+    def _count_reload(self, result: str) -> None:
+        self.services.reload(result, self.bundle.bundle_id if self.bundle else None)
+
+    def _notify(self, what: str, text: str = "") -> None:
+        self.services.notify(what, text)
+
+    def _status_line(self) -> str:
+        c = self.accounting.snapshot()
+        state = "paused" if self.acquisition is not None and self.acquisition.paused.is_set() else "inspecting"
+        return (f"{state}: {c['verdicts']} verdicts, {c['dropped']} dropped, {c['errors']} errors; "
+                f"bundle {self.bundle.bundle_id if self.bundle else '-'}")
+
+
+def _log_verdict(message: dict[str, Any]) -> None:
+    score, threshold = message["score"], message["threshold"]
+    total = message["latency_ms"].get("total", 0.0)
+    log.info(
+        "seq=%s frame=%s %s score=%s thr=%s regions=%d total=%.1fms source=%s%s",
+        message["seq"], message["frame_id"], message["verdict"],
+        "-" if score is None else f"{score:.4f}", "-" if threshold is None else f"{threshold:.4f}",
+        len(message["regions"]), total, message["source"], f" error={message['error']}" if message["error"] else "",
+    )

@@ -1,0 +1,139 @@
+"""From one frame to one decision: preprocess, run the graph, normalise, threshold, find regions.
+
+:class:`Inspector` is the single inference path of the project. The daemon uses it for every
+frame; calibration and evaluation use it on held-out images, so the thresholds are set on exactly
+the code and graph that will be deployed. :meth:`Inspector.run` gives raw scores (calibration
+needs them before any threshold exists); :meth:`Inspector.inspect` adds the decision.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from edge.model.bundle import Bundle, BundleError
+from edge.model.preprocess import preprocess
+from edge.model.engines import RuntimeOptions, create_backend
+
+MAX_REGIONS = 32
+
+
+@dataclass(frozen=True)
+class Region:
+    """A connected area of the anomaly map above the pixel threshold, in original image pixels."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    area: int
+    peak: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass
+class RawResult:
+    """The graph's outputs for one image, before any decision."""
+
+    score: float
+    anomaly_map: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Inspection:
+    """The decision for one image."""
+
+    score: float
+    normalized_score: float
+    verdict: str
+    image_threshold: float
+    pixel_threshold: float
+    regions: list[Region]
+    anomaly_map: np.ndarray
+    timings_ms: dict[str, float]
+
+    def map_png(self) -> bytes:
+        """The anomaly map as an 8-bit PNG, scaled so that the pixel threshold is mid-grey."""
+        scaled = normalize(self.anomaly_map, self.pixel_threshold)
+        ok, png = cv2.imencode(".png", (scaled * 255.0 + 0.5).astype(np.uint8))
+        if not ok:
+            raise RuntimeError("PNG encoding of the anomaly map failed")
+        return png.tobytes()
+
+
+def normalize(score: np.ndarray | float, threshold: float) -> np.ndarray:
+    """Bundle normalisation ``threshold_ratio``: 0 at score 0, 0.5 at the threshold, 1 at twice it."""
+    return np.clip(0.5 * np.asarray(score, dtype=np.float32) / np.float32(threshold), 0.0, 1.0)
+
+
+def find_regions(anomaly_map: np.ndarray, threshold: float, image_shape: tuple[int, ...]) -> list[Region]:
+    """Bounding boxes of the map above ``threshold``, scaled to ``image_shape`` (largest peak first)."""
+    mask = (anomaly_map > threshold).astype(np.uint8)
+    if not mask.any():
+        return []
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    sy = image_shape[0] / anomaly_map.shape[0]
+    sx = image_shape[1] / anomaly_map.shape[1]
+    regions = []
+    for label in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[label])
+        peak = float(anomaly_map[y : y + h, x : x + w][labels[y : y + h, x : x + w] == label].max())
+        regions.append(
+            Region(
+                x=int(x * sx), y=int(y * sy), w=max(1, round(w * sx)), h=max(1, round(h * sy)),
+                area=max(1, round(area * sx * sy)), peak=peak,
+            )
+        )
+    regions.sort(key=lambda r: r.peak, reverse=True)
+    return regions[:MAX_REGIONS]
+
+
+class Inspector:
+    """Runs one bundle on frames; not thread-safe (one per inference thread)."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        threads: int | None = None,
+        backend: str | None = None,
+        options: RuntimeOptions | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.backend = create_backend(bundle, backend, threads, options)
+
+    def run(self, image: np.ndarray) -> RawResult:
+        """Raw anomaly map (model resolution) and image score for a gray or BGR ``uint8`` image."""
+        t0 = time.perf_counter()
+        tensor = preprocess(image, self.bundle.spec)
+        t1 = time.perf_counter()
+        anomaly_map, score = self.backend.run(tensor)
+        t2 = time.perf_counter()
+        return RawResult(score, anomaly_map, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3})
+
+    def inspect(self, image: np.ndarray) -> Inspection:
+        """Decide OK/NG for ``image`` with the bundle's calibrated thresholds."""
+        thresholds = self.bundle.thresholds
+        if thresholds is None:
+            raise BundleError(f"{self.bundle.root}: bundle has no thresholds (run edge-calibrate)")
+        raw = self.run(image)
+        t0 = time.perf_counter()
+        verdict = "NG" if raw.score > thresholds.image else "OK"
+        regions = find_regions(raw.anomaly_map, thresholds.pixel, image.shape)
+        timings = dict(raw.timings_ms)
+        timings["postprocess"] = (time.perf_counter() - t0) * 1e3
+        return Inspection(
+            score=raw.score,
+            normalized_score=float(normalize(raw.score, thresholds.image)),
+            verdict=verdict,
+            image_threshold=thresholds.image,
+            pixel_threshold=thresholds.pixel,
+            regions=regions,
+            anomaly_map=raw.anomaly_map,
+            timings_ms=timings,
+        )
