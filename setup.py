@@ -27,7 +27,7 @@ EXTRAS = {
         "sympy>=1.12",  # needed by onnxruntime.quantization (ONNX INT8 export)
     ],
     "camera": ["harvesters==1.4.3", "genicam==1.6.0"],
-    "dev": ["pytest>=7"],
+    "dev": ["pytest>=7", "jsonschema>=4.18"],  # jsonschema: the wire messages checked against docs/schemas
 }
 
 setup(
@@ -38,7 +38,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["edge", "edge.*", "training", "training.*", "export", "export.*",
-                                    "calibration", "calibration.*"]),
+                                    "calibration", "calibration.*", "studies", "studies.*"]),
     package_data={"edge": ["demo/bundle/*", "demo/images/*/*"]},
     install_requires=EDGE_REQUIRES,
     extras_require=EXTRAS,
@@ -49,7 +49,7 @@ setup(
             "edge-export=export.cli:main",
             "edge-calibrate=calibration.cli:calibrate_main",
             "edge-eval=calibration.cli:eval_main",
-            "edge-tradeoff=calibration.tradeoff:main",
+            "edge-tradeoff=studies.tradeoff:main",
         ]
     },
 )

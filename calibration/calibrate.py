@@ -17,9 +17,10 @@ import numpy as np
 from tqdm import tqdm
 
 from calibration.thresholds import DEFAULT_K, DEFAULT_TARGET_FRR, image_threshold
-from edge.model.bundle import Bundle, BundleError, load_bundle, read_bundle_yaml, sha256_file, write_bundle_yaml
+from edge.model.bundle import Bundle, BundleError, load_bundle, sha256_file, write_bundle_yaml
 from edge.model.imageio import ImageReadError, list_images, read_image
 from edge.model.inspector import Inspector
+from edge.model.manifest import CalibrationRecord, ScoreStats, Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class CalibrationError(Exception):
 
 def training_hashes(bundle: Bundle) -> set[str]:
     """sha256 of every image the model was fitted on, from the bundle's training manifest."""
-    manifest = (bundle.meta.get("training") or {}).get("train_manifest")
+    manifest = bundle.manifest.training.train_manifest if bundle.manifest.training else None
     if not manifest:
         return set()
     path = bundle.root / manifest
@@ -63,13 +64,14 @@ def calibrate(
     threads: int | None = None,
     backend: str | None = None,
 ) -> dict[str, Any]:
-    """Compute thresholds for the bundle and write them into its ``bundle.yaml``; return them."""
+    """Compute thresholds for the bundle and write them into its ``bundle.yaml``; return them as plain data."""
     bundle = load_bundle(bundle_dir, require_thresholds=False)
     if good_dir is not None:
         good_paths = list_images(good_dir)
         good_source = str(Path(good_dir).resolve())
     else:
-        good_paths = [Path(p) for p in (bundle.meta.get("training") or {}).get("validation_images") or []]
+        training = bundle.manifest.training
+        good_paths = [Path(p) for p in (training.validation_images if training else None) or []]
         good_source = "validation split recorded in bundle.yaml"
         missing = [p for p in good_paths if not p.is_file()]
         if missing:
@@ -89,28 +91,26 @@ def calibrate(
     if good_scores.size == 0:
         raise CalibrationError("every good image was unreadable")
     threshold, params = image_threshold(strategy, good_scores, defect_scores, target_frr, k)
-    thresholds = {
-        "image": threshold,
+    if not threshold > 0:
+        raise CalibrationError(f"threshold {threshold:g} from the {strategy} strategy is not positive")
+    thresholds = Thresholds(
+        image=threshold,
         # Regions are the map above the image threshold: an NG part always has a region and an OK part none.
-        "pixel": threshold,
-        "strategy": strategy,
-        "pixel_strategy": "same_as_image",
-        "params": params,
-        "calibration": {
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "good_source": good_source,
-            "n_good": int(good_scores.size),
-            "n_defects": 0 if defect_scores is None else int(defect_scores.size),
-            "excluded_training_images": len(good_paths) - len(held_out),
-            "skipped_unreadable": skipped,
-            "good_scores": {
-                "min": float(good_scores.min()), "max": float(good_scores.max()),
-                "mean": float(good_scores.mean()), "std": float(good_scores.std()),
-            },
-        },
-    }
-    meta = read_bundle_yaml(bundle.root)
-    meta["thresholds"] = thresholds
-    write_bundle_yaml(bundle.root, meta)
+        pixel=threshold,
+        strategy=strategy,
+        pixel_strategy="same_as_image",
+        params=params,
+        calibration=CalibrationRecord(
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            good_source=good_source,
+            n_good=int(good_scores.size),
+            n_defects=0 if defect_scores is None else int(defect_scores.size),
+            excluded_training_images=len(good_paths) - len(held_out),
+            skipped_unreadable=skipped,
+            good_scores=ScoreStats(min=float(good_scores.min()), max=float(good_scores.max()),
+                                   mean=float(good_scores.mean()), std=float(good_scores.std())),
+        ),
+    )
+    write_bundle_yaml(bundle.root, bundle.manifest.model_copy(update={"thresholds": thresholds}))
     load_bundle(bundle.root)  # what was written must load as a deployable bundle
-    return thresholds
+    return thresholds.model_dump(mode="json")

@@ -16,12 +16,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from calibration.dataset import GOOD, LabelledImage, labelled_test_images
-from calibration.metrics import decision_rates, roc_auc
-from edge.ops.latency import percentiles
+from calibration.metrics import decision_rates
 from edge.model.bundle import load_bundle
 from edge.model.imageio import ImageReadError, read_image
 from edge.model.inspector import Inspector
+from edge.ops.latency import percentiles
+from export.heldout import GOOD, LabelledImage, labelled_test_images, roc_auc
 
 log = logging.getLogger(__name__)
 

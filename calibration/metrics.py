@@ -1,35 +1,14 @@
-"""Detection metrics in plain numpy: ROC AUC with exact tie handling, and decision-rate figures.
+"""Decision metrics in plain numpy: F1, false-reject and escape rates at a threshold, and the F1-optimal one.
 
-Written here rather than taken from scikit-learn so that evaluation runs on an edge-only install
-and so that pixel-level AUROC over tens of millions of pixels stays one sort, not a Python loop.
-Convention throughout: label 1 / ``True`` is a defect (NG), a score above the threshold is NG.
+Written here rather than taken from scikit-learn so that evaluation runs on an edge-only install.
+The threshold-free ranking figure (ROC AUC) lives with the labelled test set in
+:mod:`export.heldout`, since export's accuracy guard needs it too. Convention throughout: label 1
+/ ``True`` is a defect (NG), a score above the threshold is NG.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve; tied scores count as half, as in the Mann-Whitney statistic."""
-    labels = np.asarray(labels, dtype=bool).ravel()
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    n_pos = int(labels.sum())
-    n_neg = labels.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="stable")
-    sorted_scores = scores[order]
-    sorted_labels = labels[order]
-    # Group equal scores; each group's negatives below it count fully, those within it count half.
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate(([0], boundaries))
-    pos_per_group = np.add.reduceat(sorted_labels.astype(np.int64), starts)
-    size_per_group = np.diff(np.concatenate((starts, [labels.size])))
-    neg_per_group = size_per_group - pos_per_group
-    neg_below = np.concatenate(([0], np.cumsum(neg_per_group)[:-1]))
-    wins = np.sum(pos_per_group * (neg_below + 0.5 * neg_per_group))
-    return float(wins / (n_pos * n_neg))
 
 
 def decision_rates(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:

@@ -201,12 +201,14 @@ def _register_commands() -> None:
     from edge.tools.camera_bench import camera_bench
     from edge.tools.soak import soak
     from edge.control.cli import ctl, keygen
+    from edge.wire.schema_files import schemas
 
     main.add_command(camera_bench, name="camera-bench")
     main.add_command(bench, name="bench")
     main.add_command(soak, name="soak")
     main.add_command(ctl, name="ctl")
     main.add_command(keygen, name="keygen")
+    main.add_command(schemas, name="schemas")
 
 
 _register_commands()

@@ -1,9 +1,10 @@
-"""Rules shared by several config sections: paths relative to the config file, and endpoints.
+"""Rules shared by several config sections: paths relative to the config file, the state folder, endpoints.
 
 Each section's model lives beside the code it configures (camera, archive, control, ...), but a
 path or an endpoint must mean the same in every section: a relative path is taken from the
-config file's folder (never the working directory, which under systemd can be ``/``), and a
-socket the daemon binds must be reachable by another process.
+config file's folder (never the working directory, which under systemd can be ``/``), the state
+folder systemd gives a service is read the same way by whoever needs one, and a socket the
+daemon binds must be reachable by another process.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationInfo
 
 
-def resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
+def resolve_path(value: str | Path | None, info: ValidationInfo) -> Path | None:
     """``value`` made absolute against the config file's folder (``info.context["base_dir"]``), if relative."""
     if value is None:
         return None
@@ -23,6 +24,12 @@ def resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
     if base_dir is not None and not value.is_absolute():
         value = Path(base_dir) / value
     return Path(os.path.normpath(value))
+
+
+def systemd_state_directory() -> Path | None:
+    """The first entry of systemd's ``$STATE_DIRECTORY`` (``StateDirectory=`` of the unit), None outside systemd."""
+    first = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(first) if first else None
 
 
 def check_bind_endpoint(value: str) -> str:

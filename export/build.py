@@ -8,7 +8,6 @@ through ``edge``'s own :class:`~edge.model.inspector.Inspector`, and records the
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import importlib.metadata
 import logging
@@ -26,12 +25,30 @@ import torch
 from tqdm import tqdm
 
 import edge
-from edge.model.bundle import SCHEMA_VERSION, load_bundle, sha256_file, write_bundle_yaml
+from edge.model.bundle import load_bundle, sha256_file, write_bundle_yaml
+from edge.model.formats import FORMATS, GraphFormat, Precision, check_format
 from edge.model.imageio import read_image
 from edge.model.inspector import Inspector
+from edge.model.manifest import (
+    SCHEMA_VERSION,
+    AccuracyGuardRecord,
+    AnomalyMapOutput,
+    BundleManifest,
+    DerivedRecord,
+    ExportRecord,
+    FileEntry,
+    GraphSpec,
+    ModelInfo,
+    Normalization,
+    Outputs,
+    ParityRecord,
+    ScoreOutput,
+    SelfTest,
+    TrainingRecord,
+)
 from edge.model.preprocess import InputSpec, preprocess
 from edge.model.selftest import SELFTEST_IMAGE
-from export.formats import FORMATS, GraphFormat, Precision, check_format, needs_accuracy_guard, needs_calibration
+from export.formats import needs_accuracy_guard, needs_calibration
 from export.guard import DEFAULT_AUROC_DROP_POINTS, DEFAULT_MAX_SCORE_CHANGE, compare
 from export.onnx_graph import INPUT_NAME, OUTPUT_NAMES, export_onnx
 from export.quantize import (
@@ -117,16 +134,17 @@ def build_bundle(
         started = time.perf_counter()
         export_onnx(model, spec.height, spec.width, staging / graph_name)
         export_seconds = time.perf_counter() - started
-        manifest = _write_train_manifest(staging, run)
-        meta = _bundle_meta(run, spec, graph_name, GraphFormat.ONNX.value, Precision.FP32.value, manifest)
-        _hash_files(staging, meta, [graph_name, manifest])
-        meta["export"] = {"seconds": round(export_seconds, 2), "created": _now()}
-        write_bundle_yaml(staging, meta)
+        train_manifest = _write_train_manifest(staging, run)
+        manifest = _bundle_manifest(run, spec, graph_name, train_manifest,
+                                    _hash_files(staging, [graph_name, train_manifest]),
+                                    ExportRecord(seconds=round(export_seconds, 2), created=_now()))
+        write_bundle_yaml(staging, manifest)
         parity = check_parity(model, staging, run, parity_images)
-        parity["tolerance"] = tolerance
-        parity["tolerance_rule"] = "|score_torch - score_graph| <= tolerance * max(1, |score_torch|)"
-        meta["export"]["parity"] = parity
-        write_selftest(staging, meta, run, tolerance)
+        assert manifest.export is not None
+        manifest.export.parity = ParityRecord(
+            **parity, tolerance=tolerance,
+            tolerance_rule="|score_torch - score_graph| <= tolerance * max(1, |score_torch|)")
+        write_selftest(staging, manifest, run, tolerance)
         if parity["max_rel_score_diff"] > tolerance:
             raise ExportError(
                 f"parity check failed: torch and onnx scores differ by up to "
@@ -135,7 +153,7 @@ def build_bundle(
         final = staging
         if (graph_format, prec) != (GraphFormat.ONNX, Precision.FP32):
             derived = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-            derive_bundle(staging, derived, run, spec, graph_format, prec, meta, reduced)
+            derive_bundle(staging, derived, run, spec, graph_format, prec, manifest, reduced)
             final = derived
         if out.exists():
             shutil.rmtree(out)
@@ -151,62 +169,62 @@ def build_bundle(
 
 
 def derive_bundle(reference: Path, target: Path, run: dict[str, Any], spec: InputSpec, graph_format: GraphFormat,
-                  prec: Precision, reference_meta: dict[str, Any], reduced: ReducedPrecisionOptions) -> None:
+                  prec: Precision, reference_manifest: BundleManifest, reduced: ReducedPrecisionOptions) -> None:
     """Write the ``graph_format``/``prec`` graph of the FP32 ``reference`` bundle into ``target``, guarded."""
     info = FORMATS[graph_format]
     graph_name = "model" + info.suffix
-    source = reference / reference_meta["graph"]["file"]
+    source = reference / reference_manifest.graph.file
     started = time.perf_counter()
-    record: dict[str, Any] = {}
+    assert reference_manifest.selftest is not None  # build_bundle wrote it before deriving
+    manifest = reference_manifest.model_copy(deep=True)
+    assert manifest.export is not None and manifest.training is not None and manifest.training.train_manifest
     if needs_calibration(prec):
         calib = calibration_set(run, spec, reduced.calib_dir, reduced.calib_count)
-        record["calibration"] = calib.record
+        manifest.export.calibration = calib.record
         if graph_format is GraphFormat.OPENVINO:
-            record["quantization"] = quantize_openvino_int8(source, target / graph_name, calib)
+            manifest.export.quantization = quantize_openvino_int8(source, target / graph_name, calib)
         else:
-            record["quantization"] = quantize_onnx_int8(source, target / graph_name, INPUT_NAME, calib)
+            manifest.export.quantization = quantize_onnx_int8(source, target / graph_name, INPUT_NAME, calib)
     else:
         save_openvino_ir(source, target / graph_name, fp16=prec is Precision.FP16)
     seconds = time.perf_counter() - started
-    manifest = reference_meta["training"]["train_manifest"]
-    shutil.copy2(reference / manifest, target / manifest)
+    train_manifest = manifest.training.train_manifest
+    shutil.copy2(reference / train_manifest, target / train_manifest)
     shutil.copy2(reference / SELFTEST_IMAGE, target / SELFTEST_IMAGE)
-    meta = copy.deepcopy(reference_meta)
-    meta["graph"].update({"file": graph_name, "format": graph_format.value, "precision": prec.value})
-    names = [graph_name]
-    if info.weights_suffix:
-        meta["graph"]["weights"] = "model" + info.weights_suffix
-        names.append(meta["graph"]["weights"])
-    _hash_files(target, meta, [*names, manifest, SELFTEST_IMAGE])
-    meta["tools"] = tool_versions()
-    meta["export"].update(record)
-    meta["export"]["derived"] = {"from": "FP32 ONNX graph checked by the parity record", "seconds": round(seconds, 2)}
-    write_bundle_yaml(target, meta)
-    record_selftest(target, meta, reference_meta["selftest"]["tolerance"])
+    weights = "model" + info.weights_suffix if info.weights_suffix else None
+    manifest.graph = GraphSpec.model_validate({**reference_manifest.graph.model_dump(), "file": graph_name,
+                                               "format": graph_format, "precision": prec, "weights": weights})
+    manifest.files = _hash_files(target, [*manifest.graph.files(), train_manifest, SELFTEST_IMAGE])
+    manifest.bundle_id = _bundle_id(manifest)
+    manifest.tools = tool_versions()
+    manifest.export.derived = DerivedRecord(from_="FP32 ONNX graph checked by the parity record",
+                                            seconds=round(seconds, 2))
+    write_bundle_yaml(target, manifest)
+    record_selftest(target, manifest, reference_manifest.selftest.tolerance)
     if needs_accuracy_guard(prec):
         good = [Path(p) for p in run.get("validation_images") or []]
-        guard = compare(reference, target, good, reduced.val_dir, reduced.max_auroc_drop, reduced.max_score_change)
-        guard["forced"] = bool(reduced.force and not guard["passed"])
-        meta["export"]["accuracy_guard"] = guard
-        write_bundle_yaml(target, meta)
-        if not guard["passed"] and not reduced.force:
+        measured = compare(reference, target, good, reduced.val_dir, reduced.max_auroc_drop, reduced.max_score_change)
+        guard = AccuracyGuardRecord.model_validate({**measured, "forced": bool(reduced.force and not measured["passed"])})
+        manifest.export.accuracy_guard = guard
+        write_bundle_yaml(target, manifest)
+        if not guard.passed and not reduced.force:
             raise ExportError(f"accuracy guard refused the {graph_format.value}/{prec.value} graph: "
-                              f"{'; '.join(guard['failures'])} (measured: {guard_summary(guard)}); "
+                              f"{'; '.join(guard.failures)} (measured: {guard_summary(guard)}); "
                               "pass --force to write it anyway")
-        if guard["forced"]:
-            log.warning("accuracy guard failed but --force given: %s", "; ".join(guard["failures"]))
+        if guard.forced:
+            log.warning("accuracy guard failed but --force given: %s", "; ".join(guard.failures))
 
 
-def guard_summary(guard: dict[str, Any]) -> str:
+def guard_summary(guard: AccuracyGuardRecord) -> str:
     """The guard's figures on one line."""
-    text = (f"median relative score change {guard['median_rel_score_change_good']:.3f} (limit "
-            f"{guard['max_score_change']} without --val), max {guard['max_rel_score_change_good']:.3f}, score rank "
-            f"correlation {guard['score_rank_correlation_good']:.3f}, map rank correlation "
-            f"{guard['map_rank_correlation_good']['mean']:.3f} on {guard['good_images']['count']} held-out good images")
-    if "labelled" in guard:
-        lab = guard["labelled"]
-        text += (f"; image AUROC {lab['image_auroc']:.4f} vs FP32 {lab['image_auroc_fp32']:.4f} "
-                 f"(drop {lab['auroc_drop_points']:.2f} points, tolerance {guard['max_auroc_drop_points']})")
+    text = (f"median relative score change {guard.median_rel_score_change_good:.3f} (limit "
+            f"{guard.max_score_change} without --val), max {guard.max_rel_score_change_good:.3f}, score rank "
+            f"correlation {guard.score_rank_correlation_good:.3f}, map rank correlation "
+            f"{guard.map_rank_correlation_good.mean:.3f} on {guard.good_images.count} held-out good images")
+    if guard.labelled is not None:
+        lab = guard.labelled
+        text += (f"; image AUROC {lab.image_auroc:.4f} vs FP32 {lab.image_auroc_fp32:.4f} "
+                 f"(drop {lab.auroc_drop_points:.2f} points, tolerance {guard.max_auroc_drop_points})")
     return text
 
 
@@ -238,7 +256,7 @@ def check_parity(model: torch.nn.Module, bundle_dir: Path, run: dict[str, Any], 
     }
 
 
-def write_selftest(staging: Path, meta: dict[str, Any], run: dict[str, Any], tolerance: float) -> None:
+def write_selftest(staging: Path, manifest: BundleManifest, run: dict[str, Any], tolerance: float) -> None:
     """Put a probe image in the bundle with the score this graph gives it, for the edge's load-time self-test.
 
     The probe is the first held-out image, resized to the input size (a few kB). The edge runs it
@@ -247,28 +265,33 @@ def write_selftest(staging: Path, meta: dict[str, Any], run: dict[str, Any], tol
     """
     paths = list(run.get("validation_images") or []) or list(run["train_images"])
     image = read_image(paths[0])
-    probe = cv2.resize(image, (meta["input"]["width"], meta["input"]["height"]), interpolation=cv2.INTER_AREA)
+    probe = cv2.resize(image, (manifest.input.width, manifest.input.height), interpolation=cv2.INTER_AREA)
     if not cv2.imwrite(str(staging / SELFTEST_IMAGE), probe):
         raise ExportError(f"cannot write {staging / SELFTEST_IMAGE}")
-    _hash_files(staging, meta, [*meta["files"], SELFTEST_IMAGE])
-    record_selftest(staging, meta, tolerance)
+    manifest.files = _hash_files(staging, [*manifest.files, SELFTEST_IMAGE])
+    record_selftest(staging, manifest, tolerance)
 
 
-def record_selftest(bundle_dir: Path, meta: dict[str, Any], tolerance: float) -> None:
+def record_selftest(bundle_dir: Path, manifest: BundleManifest, tolerance: float) -> None:
     """Score the probe through ``edge`` with this bundle's graph and record it in ``bundle.yaml``."""
-    meta.pop("selftest", None)
-    write_bundle_yaml(bundle_dir, meta)
+    manifest.selftest = None
+    write_bundle_yaml(bundle_dir, manifest)
     raw = Inspector(load_bundle(bundle_dir, require_thresholds=False)).run(read_image(bundle_dir / SELFTEST_IMAGE))
-    meta["selftest"] = {"image": SELFTEST_IMAGE, "score": float(raw.score), "tolerance": float(tolerance),
-                        "rule": "|score - selftest.score| <= tolerance * max(1, |selftest.score|)"}
-    write_bundle_yaml(bundle_dir, meta)
+    manifest.selftest = SelfTest(image=SELFTEST_IMAGE, score=float(raw.score), tolerance=float(tolerance),
+                                 rule="|score - selftest.score| <= tolerance * max(1, |selftest.score|)")
+    write_bundle_yaml(bundle_dir, manifest)
 
 
-def _hash_files(staging: Path, meta: dict[str, Any], names: list[str]) -> None:
-    """Record the sha256 of each bundle file and derive the bundle id from the graph's hash."""
-    meta["files"] = {name: {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size} for name in names}
-    graph_sha = meta["files"][meta["graph"]["file"]]["sha256"]
-    meta["bundle_id"] = f"{meta['model']['family']}-{meta['model']['backbone']}-{meta['graph']['precision']}-{graph_sha[:12]}"
+def _hash_files(staging: Path, names: list[str]) -> dict[str, FileEntry]:
+    """The sha256 and size of each bundle file, for ``files`` in ``bundle.yaml``."""
+    return {name: FileEntry(sha256=sha256_file(staging / name), bytes=(staging / name).stat().st_size)
+            for name in names}
+
+
+def _bundle_id(manifest: BundleManifest) -> str:
+    """``family-backbone-precision-<first 12 hex digits of the graph's sha256>``."""
+    graph_sha = manifest.files[manifest.graph.file].sha256
+    return f"{manifest.model.family}-{manifest.model.backbone}-{manifest.graph.precision.value}-{graph_sha[:12]}"
 
 
 def _write_train_manifest(staging: Path, run: dict[str, Any]) -> str:
@@ -278,54 +301,54 @@ def _write_train_manifest(staging: Path, run: dict[str, Any]) -> str:
     return TRAIN_MANIFEST
 
 
-def _bundle_meta(
-    run: dict[str, Any], spec: InputSpec, graph_name: str, fmt: str, precision: str, manifest: str
-) -> dict[str, Any]:
+def _bundle_manifest(run: dict[str, Any], spec: InputSpec, graph_name: str, train_manifest: str,
+                     files: dict[str, FileEntry], export: ExportRecord) -> BundleManifest:
+    """The manifest of the FP32 ONNX bundle, not yet calibrated (no thresholds) nor self-tested."""
     config = run["config"]
     map_stride = int(config.get("map_stride", 1))
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "bundle_id": "",  # set by _hash_files from the graph's sha256
-        "model": {
-            "family": "patchcore",
-            "backbone": config["backbone"],
-            "config": config,
-            "memory_bank": run.get("memory_bank_shape"),
-        },
-        "graph": {"file": graph_name, "format": fmt, "precision": precision, "opset": 18, "input_name": INPUT_NAME},
-        "input": spec.to_dict(),
-        "outputs": {
-            "anomaly_map": {
-                "name": OUTPUT_NAMES[0],
-                "shape": [1, 1, spec.height // map_stride, spec.width // map_stride],
-                "meaning": f"anomaly score per {map_stride}x{map_stride} input pixels (map_stride {map_stride}): "
+    manifest = BundleManifest(
+        schema_version=SCHEMA_VERSION,
+        bundle_id="-",  # replaced below: it is derived from the graph's sha256
+        model=ModelInfo(family="patchcore", backbone=config["backbone"], config=config,
+                        memory_bank=run.get("memory_bank_shape")),
+        graph=GraphSpec(file=graph_name, format=GraphFormat.ONNX, precision=Precision.FP32, opset=18,
+                        input_name=INPUT_NAME),
+        input=spec,
+        outputs=Outputs(
+            anomaly_map=AnomalyMapOutput(
+                name=OUTPUT_NAMES[0],
+                shape=(1, 1, spec.height // map_stride, spec.width // map_stride),
+                meaning=f"anomaly score per {map_stride}x{map_stride} input pixels (map_stride {map_stride}): "
                 "nearest-neighbour patch distance to the memory bank, upsampled bilinearly and Gaussian-smoothed "
                 "(raw units, not normalised); region boxes are scaled to image pixels",
-            },
-            "score": {
-                "name": OUTPUT_NAMES[1],
-                "shape": [1],
-                "meaning": "image anomaly score = max of anomaly_map (raw units); higher is more anomalous",
-            },
-        },
-        "normalization": {
-            "method": "threshold_ratio",
-            "formula": "normalized = clip(0.5 * score / thresholds.image, 0, 1)",
-            "meaning": "0.5 is the decision boundary; 1.0 is twice the threshold or more",
-        },
-        "thresholds": None,
-        "training": {
-            "dataset": run.get("dataset"),
-            "n_train_images": run.get("n_train_images"),
-            "n_validation_images": run.get("n_validation_images"),
-            "validation_images": run.get("validation_images"),
-            "train_manifest": manifest,
-            "seed": run.get("seed"),
-            "device": run.get("device"),
-        },
-        "tools": tool_versions(),
-        "files": {},
-    }
+            ),
+            score=ScoreOutput(
+                name=OUTPUT_NAMES[1],
+                shape=[1],
+                meaning="image anomaly score = max of anomaly_map (raw units); higher is more anomalous",
+            ),
+        ),
+        normalization=Normalization(
+            method="threshold_ratio",
+            formula="normalized = clip(0.5 * score / thresholds.image, 0, 1)",
+            meaning="0.5 is the decision boundary; 1.0 is twice the threshold or more",
+        ),
+        thresholds=None,
+        training=TrainingRecord(
+            dataset=run.get("dataset"),
+            n_train_images=run.get("n_train_images"),
+            n_validation_images=run.get("n_validation_images"),
+            validation_images=run.get("validation_images"),
+            train_manifest=train_manifest,
+            seed=run.get("seed"),
+            device=run.get("device"),
+        ),
+        tools=tool_versions(),
+        files=files,
+        export=export,
+    )
+    manifest.bundle_id = _bundle_id(manifest)
+    return manifest
 
 
 def _now() -> str:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from edge.model.bundle import BundleError, read_bundle_yaml
+from edge.model.bundle import BundleError, load_bundle
+from edge.model.formats import supported_pairs
 from export.build import PARITY_IMAGES, PARITY_TOLERANCE, ExportError, ReducedPrecisionOptions, build_bundle, guard_summary
 from export.guard import DEFAULT_AUROC_DROP_POINTS, DEFAULT_MAX_SCORE_CHANGE
 from export.quantize import DEFAULT_CALIB_COUNT
-from export.formats import supported_pairs
 from training.train import RunError
 
 HELP = """Export the PatchCore run in RUN_DIR (made by edge-train) to a bundle.
@@ -69,14 +69,15 @@ def main(run_dir: Path, out: Path, fmt: str, precision: str, parity_images: int,
     except (ExportError, BundleError, RunError, ValueError, FileNotFoundError) as exc:
         click.echo(f"edge-export: error: {exc}", err=True)
         sys.exit(2)
-    record = read_bundle_yaml(bundle)["export"]
-    parity = record["parity"]
-    if "accuracy_guard" in record:
-        guard = record["accuracy_guard"]
-        state = "FORCED past a failed" if guard["forced"] else "passed"
+    record = load_bundle(bundle, require_thresholds=False).manifest.export
+    assert record is not None and record.parity is not None  # build_bundle writes both
+    parity = record.parity
+    if record.accuracy_guard is not None:
+        guard = record.accuracy_guard
+        state = "FORCED past a failed" if guard.forced else "passed"
         click.echo(f"accuracy guard {state}: {guard_summary(guard)}")
     click.echo(
-        f"bundle {bundle}: parity on {parity['n_images']} images, max |score diff| "
-        f"{parity['max_abs_score_diff']:.3g} (relative {parity['max_rel_score_diff']:.3g}, tolerance {tolerance:g}); "
+        f"bundle {bundle}: parity on {parity.n_images} images, max |score diff| "
+        f"{parity.max_abs_score_diff:.3g} (relative {parity.max_rel_score_diff:.3g}, tolerance {tolerance:g}); "
         f"next: edge-calibrate {bundle}"
     )

@@ -21,11 +21,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from calibration.dataset import labelled_test_images
-from calibration.metrics import roc_auc
 from edge.model.bundle import load_bundle
 from edge.model.imageio import read_image
 from edge.model.inspector import Inspector
+from export.heldout import labelled_test_images, roc_auc
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from edge.model.imageio import list_images, read_image
+from edge.model.manifest import CalibrationImages, QuantizationRecord
 from edge.model.preprocess import InputSpec, preprocess
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class CalibrationSet:
     """Preprocessed calibration tensors and the record of where they came from (for bundle.yaml)."""
 
     tensors: list[np.ndarray]
-    record: dict[str, Any]
+    record: CalibrationImages
 
 
 def select_calibration_images(paths: list[Path], count: int) -> list[Path]:
@@ -67,13 +68,13 @@ def calibration_set(run: dict[str, Any], spec: InputSpec, calib_dir: Path | None
         raise ValueError(f"no calibration images in {source}")
     chosen = select_calibration_images(available, count)
     tensors = [preprocess(read_image(p), spec) for p in chosen]
-    record = {
-        "source": source,
-        "n_available": len(available),
-        "count": len(chosen),
-        "sampling": f"{len(chosen)} evenly spaced over the {len(available)} images sorted by path",
-        "images": [str(p) for p in chosen],
-    }
+    record = CalibrationImages(
+        source=source,
+        n_available=len(available),
+        count=len(chosen),
+        sampling=f"{len(chosen)} evenly spaced over the {len(available)} images sorted by path",
+        images=[str(p) for p in chosen],
+    )
     return CalibrationSet(tensors=tensors, record=record)
 
 
@@ -130,7 +131,7 @@ def save_openvino_ir(onnx_path: Path, xml_path: Path, fp16: bool) -> Path:
     return xml_path
 
 
-def quantize_openvino_int8(onnx_path: Path, xml_path: Path, calib: CalibrationSet) -> dict[str, Any]:
+def quantize_openvino_int8(onnx_path: Path, xml_path: Path, calib: CalibrationSet) -> QuantizationRecord:
     """NNCF post-training INT8 of the backbone; write the IR; return what was done for bundle.yaml."""
     import nncf
     import openvino as ov
@@ -147,16 +148,16 @@ def quantize_openvino_int8(onnx_path: Path, xml_path: Path, calib: CalibrationSe
         advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE),
     )
     ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
-    return {
-        "tool": f"nncf {nncf.__version__} post-training quantisation",
-        "scheme": "symmetric 8-bit (preset performance), overflow_fix enable (AVX2 without VNNI)",
-        "fp32_ops": len(head),
-        "fp32_part": FP32_PART,
-    }
+    return QuantizationRecord(
+        tool=f"nncf {nncf.__version__} post-training quantisation",
+        scheme="symmetric 8-bit (preset performance), overflow_fix enable (AVX2 without VNNI)",
+        fp32_ops=len(head),
+        fp32_part=FP32_PART,
+    )
 
 
 def quantize_onnx_int8(onnx_path: Path, out_path: Path, input_name: str, calib: CalibrationSet,
-                       activation: str = "uint8", reduce_range: bool = True) -> dict[str, Any]:
+                       activation: str = "uint8", reduce_range: bool = True) -> QuantizationRecord:
     """onnxruntime static QDQ INT8 of the backbone (U8S8, reduce_range by default); return the record."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -181,10 +182,10 @@ def quantize_onnx_int8(onnx_path: Path, out_path: Path, input_name: str, calib: 
         weight_type=QuantType.QInt8,
         nodes_to_exclude=head,
     )
-    return {
-        "tool": "onnxruntime static quantisation (QDQ, MinMax calibration)",
-        "scheme": f"activations {'u8' if activation == 'uint8' else 's8'}, weights s8 per channel, "
+    return QuantizationRecord(
+        tool="onnxruntime static quantisation (QDQ, MinMax calibration)",
+        scheme=f"activations {'u8' if activation == 'uint8' else 's8'}, weights s8 per channel, "
         f"reduce_range {reduce_range}",
-        "fp32_ops": len(head),
-        "fp32_part": FP32_PART,
-    }
+        fp32_ops=len(head),
+        fp32_part=FP32_PART,
+    )

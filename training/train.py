@@ -8,11 +8,10 @@ bundle on a line can be traced back to the exact images behind its memory bank.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import yaml
 from tqdm import tqdm
 
 from edge.model.preprocess import InputSpec
+from edge.ops.atomicfile import write_atomic
 from training.backbones import BACKBONES
 from training.coreset import subsample
 from training.data import iter_batches, list_train_images, split_train_validation
@@ -58,18 +58,6 @@ def input_spec_for(config: PatchCoreConfig) -> InputSpec:
     spec = InputSpec(height=height, width=width, mean=info.mean, std=info.std)
     spec.check()
     return spec
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder so a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def fit(
@@ -162,15 +150,14 @@ def save_model(out: Path, model: PatchCore, spec: InputSpec) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     checkpoint = {"config": model.config.to_dict(), "input_spec": spec.to_dict(), "state_dict": state_dict}
-    _write_atomic(out / MODEL_FILE, lambda p: torch.save(checkpoint, p))
-    return out / MODEL_FILE
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return write_atomic(out / MODEL_FILE, buffer.getvalue())
 
 
 def write_run_yaml(out: Path, run: dict[str, Any]) -> Path:
-    """Write ``out/run.yaml`` atomically."""
-    text = yaml.safe_dump(run, sort_keys=False)
-    _write_atomic(out / RUN_FILE, lambda p: p.write_text(text, encoding="utf-8"))
-    return out / RUN_FILE
+    """Write ``out/run.yaml`` atomically and durably."""
+    return write_atomic(out / RUN_FILE, yaml.safe_dump(run, sort_keys=False).encode("utf-8"))
 
 
 def read_run_yaml(run_dir: Path) -> dict[str, Any]:

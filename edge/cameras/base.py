@@ -14,6 +14,15 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+# The counters every camera's ``stats()`` reports (plus ``late_triggers`` from its pacer), so status
+# messages, logs and benches read the same keys whichever source is configured.
+STATS_KEYS = ("frames", "timeouts", "incomplete", "dropped", "triggers", "trigger_misses", "decode_errors", "opens")
+
+
+def new_stats() -> dict[str, int]:
+    """A camera's counters at construction: every key of :data:`STATS_KEYS` at 0."""
+    return dict.fromkeys(STATS_KEYS, 0)
+
 
 class CameraError(Exception):
     """The source cannot deliver frames at all (missing folder, no images, device gone)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from edge.cameras.base import CameraDisconnected, CameraError, Frame, GrabTimeout
+from edge.cameras.base import CameraDisconnected, CameraError, Frame, GrabTimeout, new_stats
 from edge.cameras.gentl_setup import (
     FeatureValue,
     apply_features,
@@ -38,6 +37,7 @@ from edge.cameras.gentl_setup import (
 )
 from edge.cameras.pacing import Pacer
 from edge.cameras.pixels import PixelFormatError, decode
+from edge.configfields import resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +96,7 @@ class GenTLCameraConfig(BaseModel):
     @classmethod
     def _resolve_relative(cls, value: list[str], info: ValidationInfo) -> list[str]:
         """Make relative producer paths relative to the config file, not to the working directory."""
-        base_dir = (info.context or {}).get("base_dir")
-        resolved = []
-        for entry in value:
-            entry = os.path.expanduser(entry)
-            if base_dir is not None and not os.path.isabs(entry):
-                entry = os.path.join(str(base_dir), entry)
-            resolved.append(os.path.normpath(entry))
-        return resolved
+        return [str(resolve_path(entry, info)) for entry in value]
 
     @model_validator(mode="after")
     def _trigger_options(self) -> GenTLCameraConfig:
@@ -133,9 +126,7 @@ class GenTLCamera:
         self._count = 0
         self._last_frame_id: int | None = None
         self._drain = False
-        self._stats = dict.fromkeys(
-            ("frames", "timeouts", "incomplete", "dropped", "triggers", "trigger_misses", "decode_errors", "opens"), 0
-        )
+        self._stats = new_stats()
 
     def stats(self) -> dict[str, int]:
         """Counters since construction: incomplete buffers, frame-id gaps (dropped), timeouts, triggers, ..."""

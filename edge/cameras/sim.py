@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import glob
 import logging
-import os
 import random
 import threading
 import time
@@ -25,10 +24,11 @@ from typing import Literal
 import cv2
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from edge.cameras.base import CameraDisconnected, CameraError, Frame, GrabTimeout
+from edge.cameras.base import CameraDisconnected, CameraError, Frame, GrabTimeout, new_stats
 from edge.cameras.pacing import Pacer
-from edge.model.imageio import IMAGE_SUFFIXES, ImageReadError, list_images, read_image
 from edge.cameras.pixels import PIXEL_FORMATS, PixelFormatError, decode, encode
+from edge.configfields import resolve_path
+from edge.model.imageio import IMAGE_SUFFIXES, ImageReadError, list_images, read_image
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,7 @@ class SimCameraConfig(BaseModel):
     @classmethod
     def _resolve_relative(cls, value: str, info: ValidationInfo) -> str:
         """Make a relative source relative to the config file, not to the working directory."""
-        value = os.path.expanduser(value)
-        base_dir = (info.context or {}).get("base_dir")
-        if base_dir is not None and not os.path.isabs(value):
-            value = os.path.join(str(base_dir), value)
-        return os.path.normpath(value)
+        return str(resolve_path(value, info))
 
 
 def find_images(source: str, recursive: bool = True) -> list[Path]:
@@ -133,19 +129,12 @@ class SimCamera:
         self._rng = random.Random(config.seed)
         self._closed = threading.Event()
         self._pacer = Pacer(config.fps, self._closed, "sim camera")
-        self._stats = dict.fromkeys(
-            ("frames", "timeouts", "incomplete", "dropped", "triggers", "trigger_misses", "decode_errors", "opens"), 0
-        )
+        self._stats = new_stats()
 
     @property
     def files(self) -> list[Path]:
         """The images this camera will replay, in order (the first pass when shuffled)."""
         return list(self._order)
-
-    @property
-    def late_frames(self) -> int:
-        """How often the schedule restarted because a frame was grabbed more than a period late."""
-        return self._pacer.late
 
     def stats(self) -> dict[str, int]:
         """Counters since construction, with the GenTL camera's keys."""

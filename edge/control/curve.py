@@ -3,13 +3,17 @@
 A server socket (the control socket, optionally the verdict stream) encrypts with its own key
 pair and lets in only clients whose public key file lies in the configured ``allowed_clients``
 folder. ZeroMQ asks a ZAP handler about each new connection; pyzmq's ``ThreadAuthenticator``
-answers from that folder in a thread of the socket's own context. We log every refusal at
-WARNING with the client's key and address (pyzmq's own logger says so only at DEBUG), because a
-bridge that silently gets nothing is the first thing a commissioning engineer will ask about.
+answers from that folder in a thread of the socket's own context, and re-reads it on the
+daemon's reload, so admitting a new client needs no restart. We log every refusal at WARNING
+with the client's key and address (pyzmq's own logger says so only at DEBUG), because a bridge
+that silently gets nothing is the first thing a commissioning engineer will ask about. Both
+server sockets bind through :func:`bind_server`, so a taken address or a bad key reads the same
+whichever socket it is.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +24,13 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from edge.configfields import resolve_path
-from edge.control.keys import load_allowed_keys, load_public_key, load_secret_keypair
+from edge.control.keys import KeyFileError, load_allowed_keys, load_public_key, load_secret_keypair
 
 log = logging.getLogger(__name__)
+
+class BindError(Exception):
+    """A server socket cannot be bound: its keys are unusable, the address is taken, or the endpoint is bad."""
+
 
 # pyzmq's authenticator matches the socket's ZAP domain exactly; its "*" is only used for an empty domain.
 ZAP_DOMAIN = "edge-inspect"
@@ -39,7 +47,7 @@ class CurveServerConfig(BaseModel):
     )
     allowed_clients: Path = Field(
         description="Folder of client public NAME.key files; only these clients may connect. Relative to the "
-        "config file's folder. Adding a key takes effect at the next start or reload."
+        "config file's folder. A key added or removed counts from the next reload (SIGHUP or the reload command)."
     )
 
     @field_validator("secret_key", "allowed_clients")
@@ -110,10 +118,38 @@ def make_server(socket: zmq.Socket, context: zmq.Context, config: CurveServerCon
     return authenticator
 
 
+def bind_server(socket: zmq.Socket, context: zmq.Context, endpoint: str, curve: CurveServerConfig | None,
+                what: str) -> ThreadAuthenticator | None:
+    """Bind ``socket`` to ``endpoint``, first making it a CURVE server of ``curve``'s allow-list when given.
+
+    Returns the authenticator (None without ``curve``), which the owner stops as :func:`make_server`
+    says. Every failure is a :class:`BindError` whose one line names ``what`` (``"control socket"``,
+    ``"verdict socket"``) and, for the address, the endpoint; no authenticator is left running then,
+    and the caller still closes its socket and context.
+    """
+    authenticator = None
+    try:
+        if curve is not None:
+            authenticator = make_server(socket, context, curve)
+        socket.bind(endpoint)
+    except KeyFileError as exc:  # raised by make_server before it starts anything
+        raise BindError(f"{what}: {exc}") from None
+    except zmq.ZMQError as exc:
+        if authenticator is not None:
+            authenticator.stop()
+        if exc.errno == errno.EADDRINUSE:
+            raise BindError(f"cannot bind {what} {endpoint}: address already in use "
+                            "(another edge-inspect running?)") from None
+        raise BindError(f"cannot bind {what} {endpoint}: {exc.strerror}") from None
+    return authenticator
+
+
 def reload_allowed_clients(authenticator: ThreadAuthenticator, config: CurveServerConfig) -> int:
     """Re-read the allow-list so keys added or removed count from the next connection; return how many.
 
-    Connections already admitted stay open: ZeroMQ authenticates a peer only when it connects.
+    The folder is read and checked first: a damaged key file raises KeyFileError and the allow-list
+    in use stays as it was. Connections already admitted stay open: ZeroMQ authenticates a peer
+    only when it connects. Safe from any thread (the authenticator swaps its key table in one step).
     """
     count = len(load_allowed_keys(config.allowed_clients))
     authenticator.configure_curve(domain=ZAP_DOMAIN, location=str(config.allowed_clients))

@@ -11,7 +11,6 @@ Commands are whatever handlers the daemon passes in; they run in the control thr
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import threading
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from zmq.auth.thread import ThreadAuthenticator
 
 from edge.configfields import check_bind_endpoint
-from edge.control.curve import CurveServerConfig, make_client, make_server
+from edge.control.curve import BindError, CurveServerConfig, bind_server, make_client, reload_allowed_clients
 from edge.control.keys import KeyFileError
 
 log = logging.getLogger(__name__)
@@ -99,21 +98,21 @@ class ControlServer:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         try:
-            self._authenticator = make_server(self._socket, self._context, self.config.curve)
-            self._socket.bind(self.config.endpoint)
-        except KeyFileError as exc:
+            self._authenticator = bind_server(self._socket, self._context, self.config.endpoint, self.config.curve,
+                                              "control socket")
+        except BindError as exc:
             self._release()
-            raise ControlError(f"control socket: {exc}") from None
-        except zmq.ZMQError as exc:
-            self._release()
-            if exc.errno == errno.EADDRINUSE:
-                raise ControlError(f"cannot bind control socket {self.config.endpoint}: address already in use "
-                                   "(another edge-inspect running?)") from None
-            raise ControlError(f"cannot bind control socket {self.config.endpoint}: {exc.strerror}") from None
+            raise ControlError(str(exc)) from None
         self.bound_endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
         self._thread.start()
         log.info("control socket on %s (commands: %s)", self.bound_endpoint, ", ".join(self.handlers))
+
+    def reload_allowed_clients(self) -> int:
+        """Re-read the allowed_clients folder (the daemon's reload); KeyFileError keeps the list in use."""
+        if self._authenticator is None or self.config.curve is None:
+            raise ControlError("control socket is not serving")
+        return reload_allowed_clients(self._authenticator, self.config.curve)
 
     def _serve(self) -> None:
         assert self._socket is not None

@@ -125,8 +125,7 @@ class Acquisition(Worker):
         """Frames the camera dropped without delivering: incomplete buffers in free-run."""
         if not self.count_discards:
             return 0
-        stats = getattr(self.camera, "stats", None)
-        return int(stats().get("incomplete", 0)) if callable(stats) else 0
+        return int(self.camera.stats().get("incomplete", 0))
 
     def _account_discards(self) -> None:
         total = self._camera_discards()

@@ -2,24 +2,28 @@
 
 None of these decides a verdict, and each can be switched off in the config, so they live apart
 from the pipeline: the daemon calls a handful of plain methods here at its events (a verdict, a
-heartbeat, a camera state change, a reload) and this module fans them out. Called from the
-publishing thread (verdict, heartbeat, alive), the acquisition thread (camera) and the main or
-control thread (reload, paused, notify); each target is safe for that.
+heartbeat, a camera state change, a reload) and this module fans them out. What the services
+read from the daemon (its control commands, the stop event, the accounting's counts, the queue
+depths) is handed to :meth:`Services.start` as plain values and callables, so this module does
+not know the daemon's class. Called from the publishing thread (verdict, heartbeat, alive), the
+acquisition thread (camera) and the main or control thread (reload, paused, notify); each target
+is safe for that, and a metrics scrape reads the counts from its own thread.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from edge.control.server import ControlError, ControlServer, Handler
 from edge.ops.archive import Archive, ArchiveWriter
-from edge.control.server import ControlError, ControlServer
-from edge.ops.metrics import Metrics
+from edge.ops.metrics import Metrics, Snapshot
 from edge.ops.notify import SystemdNotifier, WatchdogPinger
 
 if TYPE_CHECKING:
     from edge.daemon.config import EdgeConfig
-    from edge.daemon.supervisor import InspectionDaemon
     from edge.daemon.pipeline import Job
 
 log = logging.getLogger(__name__)
@@ -41,32 +45,41 @@ class Services:
         self.metrics = Metrics(config.metrics)
         self.archive: ArchiveWriter | None = None
         self.control: ControlServer | None = None
-        self._synced: dict[str, Any] = {"frames": 0, "drops": {}}
         self._stopping_sent = False
-        self._daemon: InspectionDaemon | None = None
 
-    def start(self, daemon: InspectionDaemon) -> None:
-        """Start what the config enables; ServiceError with one line if something cannot start."""
-        self._daemon = daemon
+    def start(self, *, bundle_id: str | None, handlers: Mapping[str, Handler], stop: threading.Event,
+              counts: Snapshot, queue_depths: Callable[[], Mapping[str, int]]) -> None:
+        """Start what the config enables; ServiceError with one line if something cannot start.
+
+        ``handlers`` are the control commands, ``stop`` the daemon's stop event (it also ends the
+        control thread); ``counts`` (the accounting's snapshot) and ``queue_depths`` are read by
+        each metrics scrape, from the scrape's thread.
+        """
         config = self.config
+        if config.archive.enabled:
+            self.archive = ArchiveWriter(Archive(config.archive))
+        self.metrics.read_from(counts, queue_depths, self.archive.stats if self.archive is not None else None)
         try:
             self.metrics.start()
         except OSError as exc:
             raise ServiceError(f"metrics: cannot serve on {config.metrics.host}:{config.metrics.port}: "
                                f"{exc.strerror or exc}") from None
-        if daemon.bundle is not None:
-            self.metrics.bundle(daemon.bundle.bundle_id)
+        if bundle_id is not None:
+            self.metrics.bundle(bundle_id)
         self.metrics.camera_up(True)
-        if config.archive.enabled:
-            self.archive = ArchiveWriter(Archive(config.archive))
+        if self.archive is not None:
             self.archive.start()
         if config.control.enabled:
-            self.control = ControlServer(config.control, daemon.handlers(), daemon.stop)
+            self.control = ControlServer(config.control, handlers, stop)
             try:
                 self.control.start()
             except ControlError as exc:
                 raise ServiceError(f"control: {exc}") from None
         self.pinger.start()
+
+    def reload_allowed_clients(self) -> int | None:
+        """Re-read the control socket's allow-list (KeyFileError keeps the one in use); None if control is off."""
+        return self.control.reload_allowed_clients() if self.control is not None else None
 
     def close(self) -> None:
         """Stop in reverse order; the archive writes what is queued within its deadline."""
@@ -79,7 +92,6 @@ class Services:
             dropped = self.archive.close(ARCHIVE_CLOSE_S)
             if dropped:
                 log.warning("archive: %d record(s) not written at shutdown", dropped)
-            self._archive_metrics()
         self.metrics.close()
         self.notifier.close()
 
@@ -94,17 +106,13 @@ class Services:
             metrics.observe(stage, ms / 1000.0)
         metrics.observe("publish", message["latency_ms"]["publish"] / 1000.0)
         metrics.observe("total", message["latency_ms"]["total"] / 1000.0)
-        self._sync_counts(message["counters"])  # the pipeline's counts as this verdict carries them
         if self.archive is not None:
             inspection = job.inspection
             self.archive.submit(message, job.frame.image,
                                 map_png if map_png is not None else (inspection.map_png if inspection else None))
-            self._archive_metrics()
 
     def heartbeat(self) -> None:
         self.metrics.heartbeat()
-        if self._daemon is not None:
-            self._sync_counts(self._daemon.accounting.snapshot())
 
     def alive(self) -> None:
         self.pinger.alive()
@@ -133,21 +141,3 @@ class Services:
         elif what == "stopping":
             self._stopping_sent = True
             self.notifier.stopping()
-
-    # --------------------------------------------------------------------------------------
-
-    def _sync_counts(self, counters: dict[str, Any]) -> None:
-        """Carry the pipeline's frames-in and drop counts (``frames``, ``drops``) into the metrics, as increments."""
-        self.metrics.frame(counters["frames"] - self._synced["frames"])
-        for reason, count in counters["drops"].items():
-            new = count - self._synced["drops"].get(reason, 0)
-            if new > 0:
-                self.metrics.drop(reason, new)
-        self._synced = {"frames": counters["frames"], "drops": dict(counters["drops"])}
-        if self._daemon is not None:
-            self.metrics.queue_depth("frames", self._daemon.frames.qsize())
-
-    def _archive_metrics(self) -> None:
-        if self.archive is not None:
-            stats = self.archive.stats()
-            self.metrics.archive(stats["written"], stats["bytes"], stats["failures"])

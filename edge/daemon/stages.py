@@ -1,13 +1,13 @@
 """The inference and publishing threads of the pipeline (acquisition is :mod:`edge.daemon.acquisition`).
 
 Inference is the only user of the :class:`~edge.model.inspector.Inspector` (engines are not
-thread-safe); a reload hands it a new one through :meth:`InferenceStage.swap`, which takes effect
-between two frames, so no frame is decided by half a bundle. Publishing is the only user of the
-ZeroMQ socket (sockets are not thread-safe either): it numbers verdicts, sends them and every
-status/event message in order, sends a heartbeat when nothing else went out for
-``heartbeat_s``, feeds the NG archive and the metrics, and tells the systemd watchdog that the
-pipeline is alive. Both drain their input queue before finishing, so at a stop the frames
-already grabbed still get their verdicts.
+thread-safe); a reload hands it a new one (and the new ``max_consecutive_failures``) through
+:meth:`InferenceStage.swap`, which takes effect between two frames, so no frame is decided by half
+a bundle. Publishing is the only user of the ZeroMQ socket (sockets are not thread-safe either):
+it numbers verdicts, sends them and every status/event message in order, sends a heartbeat when
+nothing else went out for ``heartbeat_s``, feeds the NG archive and the metrics, and tells the
+systemd watchdog that the pipeline is alive. Both drain their input queue before finishing, so
+at a stop the frames already grabbed still get their verdicts.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from edge.daemon.pipeline import POLL_S, Accounting, FrameQueue, Job, Message, Worker
+from edge.daemon.sequence import SequenceCounter
 from edge.model.bundle import Bundle
 from edge.model.inspector import Inspector
 from edge.ops.latency import LatencyWindow
-from edge.daemon.pipeline import POLL_S, Accounting, FrameQueue, Job, Message, Worker
 from edge.wire.publisher import Publisher
-from edge.daemon.sequence import SequenceCounter
 from edge.wire.verdict import build_verdict, encode_verdict
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,15 @@ class InferenceStage(Worker):
         self.max_failures = max_failures
         self.busy_since: float | None = None
         self._failures_in_row = 0
-        self._pending: tuple[Inspector, Bundle] | None = None
+        self._pending: tuple[Inspector, Bundle, int] | None = None
 
-    def swap(self, inspector: Inspector, bundle: Bundle) -> None:
-        """Use ``inspector`` from the next frame on (called from the reload path)."""
-        self._pending = (inspector, bundle)
+    def swap(self, inspector: Inspector, bundle: Bundle, max_failures: int | None = None) -> None:
+        """Use ``inspector`` (and ``max_failures``, if given) from the next frame on (called from the reload path).
+
+        The count of failures in a row starts again with the new inspector: the old one's failures
+        say nothing about it.
+        """
+        self._pending = (inspector, bundle, self.max_failures if max_failures is None else max_failures)
 
     def _run(self) -> None:
         while True:
@@ -60,9 +64,11 @@ class InferenceStage(Worker):
                     return
                 continue
             if self._pending is not None:
-                self.inspector, self.bundle = self._pending
+                self.inspector, self.bundle, self.max_failures = self._pending
                 self._pending = None
-                log.info("now inspecting with bundle %s", self.bundle.bundle_id)
+                self._failures_in_row = 0
+                log.info("now inspecting with bundle %s (stopping after %d inference failures in a row)",
+                         self.bundle.bundle_id, self.max_failures)
             self.busy_since = time.monotonic()
             self._inspect(job)
             self.busy_since = None

@@ -8,8 +8,9 @@ This is the process systemd keeps alive on the line. Its promises:
 - SIGTERM/SIGINT only set the stop event: acquisition stops, the frames already grabbed are
   inspected and published, the socket is flushed and the process exits 0;
 - SIGHUP or the ``reload`` control command loads the config file and its bundle again without
-  closing the verdict socket; a bundle that fails validation or its self-test is refused, the old
-  one keeps deciding, and the refusal is logged and published on ``event.<station>``;
+  closing the verdict socket, and re-reads the Curve allow-lists (a client key added to the folder
+  needs no restart); a bundle that fails validation or its self-test is refused, the old one keeps
+  deciding, and the refusal is logged and published on ``event.<station>``;
 - a problem that makes starting pointless (missing or bad bundle, missing source, port in use) is
   one line on stderr and exit code 2; a camera that stays lost past the reconnect budget, or a
   model failing every frame, ends in exit 1 for systemd's ``Restart=on-failure``;
@@ -20,7 +21,6 @@ This is the process systemd keeps alive on the line. Its promises:
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -28,28 +28,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edge.daemon.acquisition import Acquisition
-from edge.model.bundle import Bundle, BundleError, load_bundle
 from edge.cameras import Camera, CameraError, create_camera
+from edge.configfields import systemd_state_directory
+from edge.control.keys import KeyFileError
+from edge.daemon.acquisition import Acquisition
+from edge.daemon.announce import Announcer, log_verdict
 from edge.daemon.config import ConfigError, EdgeConfig
-from edge.model.inspector import Inspector
-from edge.ops.latency import LatencyWindow
 from edge.daemon.pipeline import PUBLISH_QUEUE, Accounting, FrameQueue, Job, Message, drain
-from edge.wire.publisher import Publisher, PublishError
-from edge.model.selftest import run_selftest
 from edge.daemon.sequence import SequenceCounter, SequenceError
 from edge.daemon.services import ServiceError, Services
 from edge.daemon.stages import InferenceStage, PublishStage
-from edge.wire.messages import (
-    EVENT_TOPIC_PREFIX,
-    HEARTBEAT_TOPIC_PREFIX,
-    STATUS_TOPIC_PREFIX,
-    CameraState,
-    build_event,
-    build_heartbeat,
-    build_status,
-    encode_message,
-)
+from edge.model.bundle import Bundle, BundleError, load_bundle
+from edge.model.inspector import Inspector
+from edge.model.selftest import run_selftest
+from edge.ops.latency import LatencyWindow
+from edge.wire.messages import CameraState
+from edge.wire.publisher import Publisher, PublishError
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +77,7 @@ def load_inspector(config: EdgeConfig) -> tuple[Bundle, Inspector, dict[str, Any
 
 def state_dir_for(config: EdgeConfig) -> Path | None:
     """``state_dir`` from the config, else systemd's ``$STATE_DIRECTORY`` (its first entry), else None."""
-    if config.state_dir is not None:
-        return config.state_dir
-    env = os.environ.get("STATE_DIRECTORY", "")
-    return Path(env.split(":")[0]) if env else None
+    return config.state_dir if config.state_dir is not None else systemd_state_directory()
 
 
 class InspectionDaemon:
@@ -109,7 +100,10 @@ class InspectionDaemon:
         self.inference: InferenceStage | None = None
         self.publishing: PublishStage | None = None
         self.started_at = time.monotonic()
+        self.frames = FrameQueue(config.pipeline.queue_size, config.pipeline.overload, self.accounting, stop)
         self._items: queue.Queue[Job | Message] = queue.Queue(maxsize=PUBLISH_QUEUE)
+        self.announce = Announcer(self._items, config.station, self.sequence, self.accounting,
+                                  lambda: self.publishing is not None and self.publishing.finished.is_set())
         self._reload_lock = threading.Lock()
         self._acquisition_done = threading.Event()
         self._inference_done = threading.Event()
@@ -130,7 +124,7 @@ class InspectionDaemon:
             raise StartupError(str(exc)) from None
         try:
             self.publisher = Publisher(config.publish.endpoint, config.publish.sndhwm, config.publish.linger_ms,
-                                       **self._publisher_options())
+                                       curve=config.publish.curve)
         except PublishError as exc:
             raise StartupError(f"publish: {exc}") from None
         try:
@@ -139,29 +133,23 @@ class InspectionDaemon:
         except CameraError as exc:
             raise StartupError(str(exc)) from None
         self.camera = camera
-        pipeline = config.pipeline
-        frames = FrameQueue(pipeline.queue_size, pipeline.overload, self.accounting, self.stop)
         self.acquisition = Acquisition(
-            camera, frames, self.accounting, config.watchdog, self.stop, self._on_camera_status,
-            on_demand=pipeline.acquisition == "on_demand",
+            camera, self.frames, self.accounting, config.watchdog, self.stop, self._on_camera_status,
+            on_demand=config.pipeline.acquisition == "on_demand",
             count_discards=getattr(config.camera, "trigger", "free_run") != "software",
         )
-        self.frames = frames
-        self.inference = InferenceStage(frames, self._items, inspector, self.bundle, self._acquisition_done,
+        self.inference = InferenceStage(self.frames, self._items, inspector, self.bundle, self._acquisition_done,
                                         self.stop, config.runtime.max_consecutive_failures)
         self.publishing = PublishStage(
             self._items, self.publisher, self.sequence, self.accounting, self.latency, config.station,
             config.publish.heartbeat_s, config.publish.send_map, self._inference_done, self._heartbeat,
-            self._on_verdict, self._alive, self._healthy, self.stop,
+            self._on_verdict, self.services.alive, self._healthy, self.stop,
         )
         try:
-            self.services.start(self)
+            self.services.start(bundle_id=self.bundle.bundle_id, handlers=self.handlers(), stop=self.stop,
+                                counts=self.accounting.snapshot, queue_depths=self._queue_depths)
         except ServiceError as exc:
             raise StartupError(str(exc)) from None
-
-    def _publisher_options(self) -> dict[str, Any]:
-        curve = getattr(self.config.publish, "curve", None)
-        return {"curve": curve} if curve is not None else {}
 
     def run(self) -> int:
         """Start, run until the stream ends or ``stop`` is set, drain, shut down; return the exit code."""
@@ -176,9 +164,9 @@ class InspectionDaemon:
             self.publishing.start()
             self.inference.start()
             self.acquisition.start()
-            self._event("started", {"bundle_id": self.bundle.bundle_id if self.bundle else None,
-                                    "previous_stop_clean": self.sequence.previous_clean})
-            self._notify("ready", self._status_line())
+            self.announce.event("started", {"bundle_id": self.bundle.bundle_id if self.bundle else None,
+                                            "previous_stop_clean": self.sequence.previous_clean})
+            self.services.notify("ready", self._status_line())
             self._supervise()
             code = self._drain()
         finally:
@@ -206,10 +194,10 @@ class InspectionDaemon:
                     pass  # logged and published by reload()
             if time.monotonic() >= next_status:
                 next_status = time.monotonic() + STATUS_EVERY_S
-                self._notify("status", self._status_line())
+                self.services.notify("status", self._status_line())
         if self.stop.is_set():
             log.info("stop requested: finishing the frames already grabbed")
-            self._notify("stopping")
+            self.services.notify("stopping")
 
     def _drain(self) -> int:
         """Let inference and publishing finish what was grabbed, within the shutdown deadline."""
@@ -226,14 +214,13 @@ class InspectionDaemon:
         failure = self.acquisition.failure or self.inference.failure or self.publishing.failure
         counts = self.accounting.snapshot()
         if self.publisher is not None and self.publishing.finished.is_set():  # only then may this thread use it
-            self.publisher.send(encode_message(EVENT_TOPIC_PREFIX, build_event(
-                station=self.config.station, run_id=self.sequence.run_id, event="stopped",
-                detail={"counters": counts, "last_seq": self.sequence.last, "balanced": self.accounting.balanced(),
-                        "failure": failure, "latency_ms": self.latency.summary()})))
-        stats = getattr(self.camera, "stats", None)
+            self.publisher.send(self.announce.event_parts("stopped", {
+                "counters": counts, "last_seq": self.sequence.last, "balanced": self.accounting.balanced(),
+                "failure": failure, "latency_ms": self.latency.summary(),
+                "camera": {"reconnects": self.acquisition.reconnects, "stats": self._camera_stats()}}))
         log.info("stopped: frames=%d verdicts=%d errors=%d drops=%s last_seq=%d reconnects=%d balanced=%s camera=%s",
                  counts["frames"], counts["verdicts"], counts["errors"], counts["drops"], self.sequence.last,
-                 self.acquisition.reconnects, self.accounting.balanced(), stats() if callable(stats) else {})
+                 self.acquisition.reconnects, self.accounting.balanced(), self._camera_stats())
         if lost:
             log.warning("%d frame(s) dropped at shutdown", lost)
         if failure:
@@ -266,29 +253,35 @@ class InspectionDaemon:
     def reload(self, source: str) -> dict[str, Any]:
         """Load the config file and its bundle again; swap the bundle in between two frames.
 
-        Raises ReloadRefused (after logging and publishing the refusal) when the new config or bundle
-        cannot be used; the running bundle is untouched then. Sections that own sockets, threads or
-        the camera are not applied by a reload; a change there is reported as needing a restart.
+        The bundle, ``runtime`` (engine settings and ``max_consecutive_failures``) and ``log_level``
+        are applied, and the Curve allow-lists of the sockets already open are read again (a client
+        key added to the folder is admitted from now on). Raises ReloadRefused (after logging and
+        publishing the refusal) when the new config, bundle or an allow-list cannot be used; the
+        running bundle is untouched then. Sections that own sockets, threads or the camera are not
+        applied by a reload; a change there is reported as needing a restart.
         """
         with self._reload_lock:
-            self._notify("reloading")
+            self.services.notify("reloading")
             try:
                 new = self.reload_config()
                 bundle, inspector, selftest = load_inspector(new)
-            except (ConfigError, BundleError) as exc:
+                if self.publisher is not None:
+                    self.publisher.reload_allowed_clients()
+                self.services.reload_allowed_clients()
+            except (ConfigError, BundleError, KeyFileError) as exc:
                 reason = str(exc)
                 log.error("reload (%s) refused, bundle %s keeps running: %s", source,
                           self.bundle.bundle_id if self.bundle else "-", reason)
-                self._event("reload_refused", {"reason": reason, "source": source,
-                                               "bundle_id": self.bundle.bundle_id if self.bundle else None})
+                self.announce.event("reload_refused", {"reason": reason, "source": source,
+                                                       "bundle_id": self.bundle.bundle_id if self.bundle else None})
                 self._count_reload("refused")
-                self._notify("ready", self._status_line())
+                self.services.notify("ready", self._status_line())
                 raise ReloadRefused(reason) from None
             needs_restart = [name for name in RESTART_ONLY if getattr(new, name) != getattr(self.config, name)]
             if needs_restart:
                 log.warning("reload: changes to %s take effect only after a restart", ", ".join(needs_restart))
             assert self.inference is not None
-            self.inference.swap(inspector, bundle)
+            self.inference.swap(inspector, bundle, new.runtime.max_consecutive_failures)
             old = self.bundle.bundle_id if self.bundle else None
             self.bundle = bundle
             self.config = self.config.model_copy(update={"bundle": new.bundle, "runtime": new.runtime,
@@ -297,9 +290,9 @@ class InspectionDaemon:
             detail = {"bundle_id": bundle.bundle_id, "previous_bundle_id": old, "source": source,
                       "selftest": selftest, "needs_restart": needs_restart}
             log.info("reload (%s): bundle %s -> %s", source, old, bundle.bundle_id)
-            self._event("reload", detail)
+            self.announce.event("reload", detail)
             self._count_reload("ok")
-            self._notify("ready", self._status_line())
+            self.services.notify("ready", self._status_line())
             return detail
 
     def pause(self) -> dict[str, Any]:
@@ -323,7 +316,6 @@ class InspectionDaemon:
     def status(self) -> dict[str, Any]:
         """What ``ctl status`` answers: camera, bundle, counters, latency percentiles, queues."""
         acq = self.acquisition
-        camera_stats = getattr(self.camera, "stats", None)
         return {
             "station": self.config.station,
             "run_id": self.sequence.run_id,
@@ -331,14 +323,13 @@ class InspectionDaemon:
             "state": "paused" if acq is not None and acq.paused.is_set() else "running",
             "camera": {"type": self.config.camera.type, "up": bool(acq.camera_up) if acq else False,
                        "reconnects": acq.reconnects if acq else 0,
-                       "stats": camera_stats() if callable(camera_stats) else {}},
+                       "stats": self._camera_stats()},
             "bundle": {"id": self.bundle.bundle_id if self.bundle else None,
                        "path": str(self.bundle.root) if self.bundle else None},
             "counters": self.accounting.snapshot(),
             "last_seq": self.sequence.last,
             "latency_ms": self.latency.summary(),
-            "queues": {"frames": self.frames.qsize(), "publish": self._items.qsize(),
-                       "policy": self.config.pipeline.overload},
+            "queues": {**self._queue_depths(), "policy": self.config.pipeline.overload},
         }
 
     def handlers(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
@@ -355,65 +346,35 @@ class InspectionDaemon:
 
     def _on_camera_status(self, state: CameraState, reason: str | None, next_retry_s: float | None,
                           attempt: int) -> None:
-        stats = getattr(self.camera, "stats", None)
-        message = build_status(station=self.config.station, camera=state, reason=reason, attempt=attempt,
-                               next_retry_s=next_retry_s, stats=stats() if callable(stats) else {},
-                               verdicts=self.accounting.verdicts)
-        self._enqueue(Message(STATUS_TOPIC_PREFIX, message))
+        self.announce.camera(state, reason, next_retry_s, attempt, self._camera_stats())
         self.services.camera(state)
-
-    def _event(self, event: str, detail: dict[str, Any]) -> None:
-        message = build_event(station=self.config.station, run_id=self.sequence.run_id, event=event, detail=detail)
-        if self.publishing is not None and self.publishing.finished.is_set():
-            return
-        self._enqueue(Message(EVENT_TOPIC_PREFIX, message))
-
-    def _enqueue(self, message: Message) -> None:
-        try:
-            self._items.put(message, timeout=1.0)
-        except queue.Full:
-            log.warning("%s message not published: publish queue full", message.prefix.rstrip("."))
 
     def _heartbeat(self, first: bool) -> list[bytes]:
         acq = self.acquisition
-        message = build_heartbeat(
-            station=self.config.station, run_id=self.sequence.run_id, restart=first, last_seq=self.sequence.last,
-            paused=bool(acq and acq.paused.is_set()), camera_up=bool(acq and acq.camera_up),
-            bundle_id=self.bundle.bundle_id if self.bundle else "", counters=self.accounting.snapshot(),
-        )
         self.services.heartbeat()
-        return encode_message(HEARTBEAT_TOPIC_PREFIX, message)
+        return self.announce.heartbeat(first, paused=bool(acq and acq.paused.is_set()),
+                                       camera_up=bool(acq and acq.camera_up),
+                                       bundle_id=self.bundle.bundle_id if self.bundle else "")
 
     def _on_verdict(self, message: dict[str, Any], job: Job, map_png: bytes | None) -> None:
-        _log_verdict(message)
+        log_verdict(message)
         self.services.verdict(message, job, map_png)
-
-    def _alive(self) -> None:
-        self.services.alive()
 
     def _healthy(self) -> bool:
         busy = self.inference.busy_since if self.inference is not None else None
         return busy is None or time.monotonic() - busy < WEDGED_AFTER_S
 
+    def _camera_stats(self) -> dict[str, int]:
+        camera = self.camera
+        return camera.stats() if camera is not None else {}
+
+    def _queue_depths(self) -> dict[str, int]:
+        """Items waiting per internal queue (for ``status`` and each metrics scrape, from any thread)."""
+        return {"frames": self.frames.qsize(), "publish": self._items.qsize()}
+
     def _count_reload(self, result: str) -> None:
         self.services.reload(result, self.bundle.bundle_id if self.bundle else None)
 
-    def _notify(self, what: str, text: str = "") -> None:
-        self.services.notify(what, text)
-
     def _status_line(self) -> str:
-        c = self.accounting.snapshot()
-        state = "paused" if self.acquisition is not None and self.acquisition.paused.is_set() else "inspecting"
-        return (f"{state}: {c['verdicts']} verdicts, {c['dropped']} dropped, {c['errors']} errors; "
-                f"bundle {self.bundle.bundle_id if self.bundle else '-'}")
-
-
-def _log_verdict(message: dict[str, Any]) -> None:
-    score, threshold = message["score"], message["threshold"]
-    total = message["latency_ms"].get("total", 0.0)
-    log.info(
-        "seq=%s frame=%s %s score=%s thr=%s regions=%d total=%.1fms source=%s%s",
-        message["seq"], message["frame_id"], message["verdict"],
-        "-" if score is None else f"{score:.4f}", "-" if threshold is None else f"{threshold:.4f}",
-        len(message["regions"]), total, message["source"], f" error={message['error']}" if message["error"] else "",
-    )
+        return self.announce.status_line(bool(self.acquisition and self.acquisition.paused.is_set()),
+                                         self.bundle.bundle_id if self.bundle else None)

@@ -7,8 +7,13 @@ model was trained on, which tools made it, and the sha256 of every model file. T
 all of it on load and refuses a bundle with one line that names the problem, because a plant PC
 that silently runs a mismatched or half-copied model is worse than one that refuses to start.
 
-Writing is here too (:func:`write_bundle_yaml`), atomic by temp file and rename, so that export
-and calibration share one writer and a crash never leaves a half-written ``bundle.yaml``.
+The keys, their types and ranges are the pydantic models of :mod:`edge.model.manifest`; this
+module adds what a field type cannot say (the files are there and hash to what is recorded, the
+map size divides the input size, the graph's files are listed) and turns a validation error
+into that one line, naming the field path. Writing is here too (:func:`write_bundle_yaml`, which
+takes the manifest model), atomic by temp file and rename, so that export and calibration share
+one writer and one definition with the reader, and a crash never leaves a half-written
+``bundle.yaml``.
 """
 
 from __future__ import annotations
@@ -19,17 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from edge.ops.atomicfile import write_atomic
+from edge.model.formats import GraphFormat
+from edge.model.manifest import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, BundleManifest, Thresholds
 from edge.model.preprocess import InputSpec
+from edge.ops.atomicfile import write_atomic
 
 BUNDLE_FILE = "bundle.yaml"
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = (1,)
-REQUIRED_KEYS = ("schema_version", "bundle_id", "model", "graph", "input", "outputs", "normalization", "files")
-# graph format -> (graph file suffix, companion weights file suffix or None); IR = .xml + .bin
-GRAPH_FORMATS: dict[str, tuple[str, str | None]] = {"onnx": (".onnx", None), "openvino": (".xml", ".bin")}
-NORMALIZATION_METHODS = ("threshold_ratio",)
+
+__all__ = ["BUNDLE_FILE", "SCHEMA_VERSION", "Bundle", "BundleError", "BundleManifest", "Thresholds", "load_bundle",
+           "read_bundle_yaml", "sha256_file", "write_bundle_yaml"]
 
 
 class BundleError(Exception):
@@ -37,52 +42,46 @@ class BundleError(Exception):
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """Decision thresholds in raw score units, as calibration wrote them."""
-
-    image: float
-    pixel: float
-    strategy: str
-    params: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class Bundle:
-    """A validated bundle on disk."""
+    """A validated bundle on disk: its directory and its typed ``bundle.yaml``."""
 
     root: Path
-    bundle_id: str
-    spec: InputSpec
-    meta: dict[str, Any]
-    thresholds: Thresholds | None
+    manifest: BundleManifest
+
+    @property
+    def bundle_id(self) -> str:
+        return self.manifest.bundle_id
+
+    @property
+    def spec(self) -> InputSpec:
+        return self.manifest.input
+
+    @property
+    def thresholds(self) -> Thresholds | None:
+        return self.manifest.thresholds
+
+    @property
+    def graph_format(self) -> GraphFormat:
+        return self.manifest.graph.format
 
     @property
     def graph_path(self) -> Path:
-        return self.root / self.meta["graph"]["file"]
+        return self.root / self.manifest.graph.file
 
     @property
     def output_names(self) -> tuple[str, str]:
-        outputs = self.meta["outputs"]
-        return outputs["anomaly_map"]["name"], outputs["score"]["name"]
+        outputs = self.manifest.outputs
+        return outputs.anomaly_map.name, outputs.score.name
 
     @property
     def input_name(self) -> str:
-        return str(self.meta["graph"].get("input_name", "image"))
+        return self.manifest.graph.input_name
 
     @property
     def map_shape(self) -> tuple[int, int]:
         """(height, width) of the anomaly map the graph outputs, as ``bundle.yaml`` declares it."""
-        shape = self.meta["outputs"]["anomaly_map"].get("shape")
-        return (int(shape[-2]), int(shape[-1])) if shape else (self.spec.height, self.spec.width)
-
-
-def graph_files(graph: dict[str, Any]) -> list[str]:
-    """The model files of a graph entry: the graph itself and, for an IR, its weights (``.bin``)."""
-    weights_suffix = GRAPH_FORMATS[graph["format"]][1]
-    files = [str(graph["file"])]
-    if weights_suffix is not None:
-        files.append(str(graph.get("weights") or Path(graph["file"]).with_suffix(weights_suffix)))
-    return files
+        shape = self.manifest.outputs.anomaly_map.shape
+        return (shape[2], shape[3]) if shape else (self.spec.height, self.spec.width)
 
 
 def sha256_file(path: Path) -> str:
@@ -94,7 +93,7 @@ def sha256_file(path: Path) -> str:
 
 
 def read_bundle_yaml(root: str | Path) -> dict[str, Any]:
-    """Parse ``bundle.yaml`` without validating it (for tools that are about to rewrite it)."""
+    """Parse ``bundle.yaml`` into plain data without validating it (the first step of :func:`load_bundle`)."""
     path = Path(root) / BUNDLE_FILE
     if not Path(root).is_dir():
         raise BundleError(f"{root}: bundle directory not found")
@@ -109,90 +108,81 @@ def read_bundle_yaml(root: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_bundle(root: str | Path, require_thresholds: bool = True, verify_hashes: bool = True) -> Bundle:
-    """Load and validate a bundle; raise :class:`BundleError` naming the first problem found."""
-    root = Path(root).resolve()
-    meta = read_bundle_yaml(root)
-    where = root / BUNDLE_FILE
-    missing = [key for key in REQUIRED_KEYS if key not in meta]
-    if missing:
-        raise BundleError(f"{where}: missing key(s) {', '.join(missing)}")
-    version = meta["schema_version"]
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
+def parse_manifest(meta: dict[str, Any], where: str | Path = BUNDLE_FILE) -> BundleManifest:
+    """Validate plain ``bundle.yaml`` data; :class:`BundleError` naming the first bad field in one line."""
+    version = meta.get("schema_version")
+    if "schema_version" in meta and version not in SUPPORTED_SCHEMA_VERSIONS:
         raise BundleError(
             f"{where}: unknown schema_version {version!r} (this runtime reads {list(SUPPORTED_SCHEMA_VERSIONS)})"
         )
     try:
-        spec = InputSpec.from_dict(meta["input"])
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"{where}: {exc}") from exc
-    graph = meta["graph"]
-    if not isinstance(graph, dict) or graph.get("format") not in GRAPH_FORMATS or "file" not in graph:
-        raise BundleError(f"{where}: graph needs file and format (one of {sorted(GRAPH_FORMATS)})")
-    for key in ("anomaly_map", "score"):
-        if "name" not in meta["outputs"].get(key, {}):
-            raise BundleError(f"{where}: outputs.{key}.name missing")
-    _check_map_shape(where, meta["outputs"]["anomaly_map"].get("shape"), spec)
-    if meta["normalization"].get("method") not in NORMALIZATION_METHODS:
-        raise BundleError(f"{where}: normalization.method must be one of {list(NORMALIZATION_METHODS)}")
-    _check_files(root, meta, verify_hashes)
-    for name in graph_files(graph):
-        if name not in meta["files"]:
+        return BundleManifest.model_validate(meta)
+    except ValidationError as exc:
+        raise BundleError(f"{where}: {describe_error(exc)}") from None
+
+
+def describe_error(exc: ValidationError) -> str:
+    """The first error of a pydantic ``ValidationError`` as ``field.path: message`` (plus a count of the rest)."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    text = first["msg"]
+    if first["type"] not in ("missing", "extra_forbidden", "value_error") and "input" in first:  # value_error says it
+        text += f" (got {_short(first['input'])})"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return (f"{loc}: {text}" if loc else text) + more
+
+
+def _short(value: Any) -> str:
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def load_bundle(root: str | Path, require_thresholds: bool = True, verify_hashes: bool = True) -> Bundle:
+    """Load and validate a bundle; raise :class:`BundleError` naming the first problem found."""
+    root = Path(root).resolve()
+    where = root / BUNDLE_FILE
+    manifest = parse_manifest(read_bundle_yaml(root), where)
+    _check_map_shape(where, manifest)
+    _check_files(root, manifest, verify_hashes)
+    for name in manifest.graph.files():
+        if name not in manifest.files:
             raise BundleError(f"{where}: graph file {name} has no sha256 entry under files")
-    thresholds = _parse_thresholds(where, meta.get("thresholds"))
-    if require_thresholds and thresholds is None:
+    if require_thresholds and manifest.thresholds is None:
         raise BundleError(f"{where}: missing threshold (run edge-calibrate on this bundle first)")
-    return Bundle(root=root, bundle_id=str(meta["bundle_id"]), spec=spec, meta=meta, thresholds=thresholds)
+    return Bundle(root=root, manifest=manifest)
 
 
-def _check_map_shape(where: Path, shape: Any, spec: InputSpec) -> None:
-    """The map is ``[1, 1, h, w]`` with ``h``, ``w`` dividing the input size by the same stride."""
+def _check_map_shape(where: Path, manifest: BundleManifest) -> None:
+    """The map's ``h``, ``w`` divide the input size by the same stride (its ``[1, 1, h, w]`` form is a field type)."""
+    shape = manifest.outputs.anomaly_map.shape
     if shape is None:
         return  # bundles written before the shape was recorded: maps at input resolution
-    if (not isinstance(shape, list) or len(shape) != 4 or not all(isinstance(v, int) and v > 0 for v in shape)
-            or shape[:2] != [1, 1]):
-        raise BundleError(f"{where}: outputs.anomaly_map.shape must be [1, 1, height, width], got {shape!r}")
+    spec = manifest.input
     height, width = shape[2:]
     if spec.height % height or spec.width % width or spec.height // height != spec.width // width:
-        raise BundleError(f"{where}: outputs.anomaly_map.shape {shape} is not the input size "
+        raise BundleError(f"{where}: outputs.anomaly_map.shape {list(shape)} is not the input size "
                           f"{spec.height}x{spec.width} divided by one stride")
 
 
-def _check_files(root: Path, meta: dict[str, Any], verify_hashes: bool) -> None:
-    files = meta["files"]
-    if not isinstance(files, dict) or not files:
-        raise BundleError(f"{root / BUNDLE_FILE}: files must map each model file to its sha256")
-    for name, entry in files.items():
+def _check_files(root: Path, manifest: BundleManifest, verify_hashes: bool) -> None:
+    for name, entry in manifest.files.items():
         path = root / name
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise BundleError(f"{root / BUNDLE_FILE}: file {name} must be a plain name inside the bundle")
         if not path.is_file():
             raise BundleError(f"{path}: missing file listed in {BUNDLE_FILE}")
-        expected = entry.get("sha256") if isinstance(entry, dict) else None
-        if not expected:
-            raise BundleError(f"{root / BUNDLE_FILE}: files.{name}.sha256 missing")
-        if verify_hashes and sha256_file(path) != expected:
-            raise BundleError(f"{path}: sha256 mismatch (file changed or corrupt; expected {expected[:12]}...)")
+        if verify_hashes and sha256_file(path) != entry.sha256:
+            raise BundleError(f"{path}: sha256 mismatch (file changed or corrupt; expected {entry.sha256[:12]}...)")
 
 
-def _parse_thresholds(where: Path, data: Any) -> Thresholds | None:
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        raise BundleError(f"{where}: thresholds must be a mapping")
-    for key in ("image", "pixel", "strategy"):
-        if data.get(key) is None:
-            raise BundleError(f"{where}: missing threshold thresholds.{key}")
-    try:
-        image, pixel = float(data["image"]), float(data["pixel"])
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"{where}: thresholds.image and thresholds.pixel must be numbers") from exc
-    if not image > 0 or not pixel > 0:
-        raise BundleError(f"{where}: thresholds must be positive (image={image}, pixel={pixel})")
-    return Thresholds(image=image, pixel=pixel, strategy=str(data["strategy"]), params=dict(data.get("params") or {}))
+def write_bundle_yaml(root: str | Path, manifest: BundleManifest) -> Path:
+    """Write ``manifest`` as ``bundle.yaml`` atomically (see :mod:`edge.ops.atomicfile`), in field order.
 
-
-def write_bundle_yaml(root: str | Path, meta: dict[str, Any]) -> Path:
-    """Write ``bundle.yaml`` atomically (see :mod:`edge.ops.atomicfile`)."""
-    text = yaml.safe_dump(meta, sort_keys=False, default_flow_style=None, width=120)
+    What is written is validated first, as the edge will read it: a writer that assigned a wrong
+    value to a field gets :class:`BundleError` here rather than a bundle that the edge refuses.
+    """
+    data = manifest.to_yaml_data()
+    parse_manifest(data, Path(root) / BUNDLE_FILE)
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
     return write_atomic(Path(root) / BUNDLE_FILE, text.encode("utf-8"))

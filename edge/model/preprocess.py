@@ -7,76 +7,64 @@ Everything it does is described by :class:`InputSpec`, which the bundle stores i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 RESIZE_INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-@dataclass(frozen=True)
-class InputSpec:
+class InputSpec(BaseModel):
     """How pixels become the graph input; stored under ``input:`` in ``bundle.yaml``.
 
     ``channels`` is what the graph takes (3, ``color_order`` RGB). Frames with one channel (a
     grayscale dataset, a Mono8 camera) are replicated to three channels explicitly
     (``grayscale: replicate``); colour frames arrive BGR from OpenCV and are reordered to RGB.
     ``resize: stretch`` scales the whole frame to ``height x width`` ignoring aspect ratio.
+    The field types are the rules: a value this runtime cannot honour is refused naming the field.
     """
 
-    height: int = 256
-    width: int = 256
-    channels: int = 3
-    color_order: str = "RGB"
-    layout: str = "NCHW"
-    dtype: str = "float32"
-    resize: str = "stretch"
-    interpolation: str = "linear"
-    grayscale: str = "replicate"
-    scale: float = 1.0 / 255.0
-    mean: tuple[float, ...] = field(default=IMAGENET_MEAN)
-    std: tuple[float, ...] = field(default=IMAGENET_STD)
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    height: int = Field(256, ge=32, description="Graph input height in pixels; every frame is resized to it.")
+    width: int = Field(256, ge=32, description="Graph input width in pixels; every frame is resized to it.")
+    channels: Literal[3] = Field(3, description="Channels the graph takes (gray frames are replicated to 3).")
+    color_order: Literal["RGB"] = Field("RGB", description="Channel order of the graph input.")
+    layout: Literal["NCHW"] = Field("NCHW", description="Tensor layout: batch, channel, height, width.")
+    dtype: Literal["float32"] = Field("float32", description="Element type of the input tensor.")
+    resize: Literal["stretch"] = Field(
+        "stretch", description="How a frame of another size is fitted: stretch = scale to height x width, "
+        "ignoring the aspect ratio.")
+    interpolation: Literal["linear", "area"] = Field(
+        "linear", description="OpenCV interpolation of the resize (linear = INTER_LINEAR, area = INTER_AREA).")
+    grayscale: Literal["replicate"] = Field(
+        "replicate", description="What a one-channel frame becomes: its plane copied into R, G and B.")
+    scale: float = Field(1.0 / 255.0, gt=0, description="Factor from uint8 pixel values to the range mean and "
+                         "std refer to (1/255: 0..1).")
+    mean: tuple[float, float, float] = Field(IMAGENET_MEAN, description="Per-channel (R, G, B) mean subtracted "
+                                             "after scaling.")
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
+        IMAGENET_STD, description="Per-channel (R, G, B) standard deviation divided by after the mean.")
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["mean"] = [float(v) for v in self.mean]
-        data["std"] = [float(v) for v in self.std]
-        return data
+        """Plain data for ``bundle.yaml`` and the training checkpoint (mean and std as lists)."""
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputSpec:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
+        """Validate a stored spec; ``ValueError`` (a pydantic ``ValidationError``) naming the field."""
+        unknown = set(data) - set(cls.model_fields)
         if unknown:
             raise ValueError(f"input spec: unknown keys {sorted(unknown)}")
-        values = dict(data)
-        for key in ("mean", "std"):
-            if key in values:
-                values[key] = tuple(float(v) for v in values[key])
-        spec = cls(**values)
-        spec.check()
-        return spec
+        return cls.model_validate(data)
 
     def check(self) -> None:
-        """Refuse specs this runtime cannot honour, naming the field."""
-        if self.channels != 3 or self.color_order != "RGB":
-            raise ValueError("input spec: only channels=3, color_order=RGB is supported")
-        if self.layout != "NCHW" or self.dtype != "float32":
-            raise ValueError("input spec: only layout=NCHW, dtype=float32 is supported")
-        if self.resize != "stretch":
-            raise ValueError(f"input spec: unknown resize rule {self.resize!r}")
-        if self.interpolation not in RESIZE_INTERPOLATION:
-            raise ValueError(f"input spec: unknown interpolation {self.interpolation!r}")
-        if self.grayscale != "replicate":
-            raise ValueError(f"input spec: unknown grayscale rule {self.grayscale!r}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError("input spec: mean and std need three values, std > 0")
-        if self.height < 32 or self.width < 32:
-            raise ValueError("input spec: height and width must be >= 32")
+        """Refuse specs this runtime cannot honour, naming the field (construction already did; kept for callers)."""
+        type(self).model_validate(self.model_dump())
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:

@@ -26,15 +26,13 @@ SELFTEST_IMAGE = "selftest.png"
 
 def run_selftest(bundle: Bundle, inspector: Inspector) -> dict[str, Any] | None:
     """Score the probe; the measured figures, None when the bundle has no probe; BundleError on a mismatch."""
-    spec = bundle.meta.get("selftest")
-    if not spec:
+    spec = bundle.manifest.selftest  # its fields were validated with the rest of bundle.yaml
+    if spec is None:
         log.warning("bundle %s has no self-test probe (exported before it existed): not checked", bundle.bundle_id)
         return None
+    expected, tolerance = spec.score, spec.tolerance
     try:
-        expected, tolerance = float(spec["score"]), float(spec["tolerance"])
-        image = read_image(bundle.root / str(spec["image"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{bundle.root}: bad selftest section in bundle.yaml ({exc})") from None
+        image = read_image(bundle.root / spec.image)
     except ImageReadError as exc:
         raise BundleError(f"{bundle.root}: self-test probe unreadable: {exc}") from None
     score = inspector.run(image).score

@@ -2,18 +2,26 @@
 
 A station that silently stops inspecting, drops frames or slows down must show up on a dashboard
 and raise an alert before the line notices, so the daemon counts frames, verdicts, errors, drops,
-reconnects and per-stage latency, and serves them as Prometheus text on ``/metrics``. Each
-:class:`Metrics` has its own registry (several daemons' worth can live in one test process), and
-works with the endpoint disabled: the counts are kept either way, only nothing is served.
+reconnects and per-stage latency, and serves them as Prometheus text on ``/metrics``. Totals that
+someone else already keeps (the pipeline's frames and drops, the queue depths, the archive's
+records) are read from their owner at each scrape (:meth:`Metrics.read_from`) rather than copied
+in as they change, so a scrape shows exactly what a heartbeat would and there is no second copy
+to drift; only what happens at an event (a verdict, an error, a stage's duration, a reconnect) is
+counted here. Each :class:`Metrics` has its own registry (several daemons' worth can live in one
+test process), and works with the endpoint disabled: the counts are kept either way, only nothing
+is served.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
@@ -22,6 +30,10 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 ERROR_STAGES = ("decode", "inference")
 RELOAD_RESULTS = ("ok", "refused")
+
+Snapshot = Callable[[], Mapping[str, Any]]
+NO_COUNTS: Mapping[str, Any] = {"frames": 0, "drops": {}}
+NO_ARCHIVE: Mapping[str, Any] = {"written": 0, "bytes": 0, "failures": 0}
 
 
 class MetricsConfig(BaseModel):
@@ -34,34 +46,61 @@ class MetricsConfig(BaseModel):
     port: int = Field(9108, ge=0, le=65535, description="TCP port; 0 = any free port (logged at start).")
 
 
+class _ReadAtScrape:
+    """The families whose values are read from their owners when ``/metrics`` is scraped."""
+
+    def __init__(self) -> None:
+        self.counts: Snapshot = lambda: NO_COUNTS
+        self.queues: Callable[[], Mapping[str, int]] = dict
+        self.archive: Snapshot = lambda: NO_ARCHIVE
+
+    def describe(self) -> list[Metric]:
+        """The families (without reading anything), so the registry refuses a clash of names."""
+        return list(_families(NO_COUNTS, {}, NO_ARCHIVE))
+
+    def collect(self) -> Iterator[Metric]:
+        return _families(self.counts(), self.queues(), self.archive())
+
+
+def _families(counts: Mapping[str, Any], queues: Mapping[str, int], archive: Mapping[str, Any]) -> Iterator[Metric]:
+    yield CounterMetricFamily("edge_frames_total", "Frames grabbed from the camera.", value=counts["frames"])
+    drops = CounterMetricFamily("edge_drops_total", "Frames dropped before inspection, by reason.", labels=["reason"])
+    for reason, n in sorted(counts["drops"].items()):
+        drops.add_metric([reason], n)
+    yield drops
+    depth = GaugeMetricFamily("edge_queue_depth", "Items waiting in each internal queue.", labels=["queue"])
+    for name, n in sorted(queues.items()):
+        depth.add_metric([name], n)
+    yield depth
+    yield CounterMetricFamily("edge_archive_records_total", "Records written to the NG archive.",
+                              value=archive["written"])
+    yield GaugeMetricFamily("edge_archive_bytes", "Bytes the NG archive holds now.", value=archive["bytes"])
+    yield CounterMetricFamily("edge_archive_failures_total", "Archive records that could not be written.",
+                              value=archive["failures"])
+
+
 class Metrics:
-    """The daemon's metrics, with one plain method per event it reports."""
+    """The daemon's metrics: one plain method per event it reports, and the totals it reads at each scrape."""
 
     def __init__(self, config: MetricsConfig | None = None) -> None:
         self.config = config if config is not None else MetricsConfig.model_validate({})
         self.registry = CollectorRegistry()
         r = self.registry
-        self._frames = Counter("edge_frames_total", "Frames grabbed from the camera.", registry=r)
+        self._read_at_scrape = _ReadAtScrape()
+        r.register(self._read_at_scrape)
         self._verdicts = Counter("edge_verdicts_total", "Verdicts published, by result.", ["result"], registry=r)
         self._errors = Counter(
             "edge_errors_total", "Frames that got an error (fail-safe NG) verdict, by stage.", ["stage"], registry=r
         )
-        self._drops = Counter("edge_drops_total", "Frames dropped before inspection, by reason.", ["reason"],
-                              registry=r)
         self._camera_up = Gauge("edge_camera_up", "1 while the camera delivers, 0 while it is lost.", registry=r)
-        self._reconnects = Counter("edge_reconnects_total", "Camera reconnect attempts.", registry=r)
+        self._reconnects = Counter("edge_reconnects_total",
+                                   "Successful camera reconnects: the camera was lost and opened again.", registry=r)
         self._latency = Histogram("edge_stage_latency_seconds", "Time spent per pipeline stage.", ["stage"],
                                   buckets=LATENCY_BUCKETS, registry=r)
-        self._queue_depth = Gauge("edge_queue_depth", "Items waiting in each internal queue.", ["queue"], registry=r)
         self._bundle = Gauge("edge_bundle_info", "The model bundle in use (value 1).", ["bundle_id"], registry=r)
         self._last_verdict = Gauge("edge_last_verdict_timestamp_seconds", "Epoch time of the last verdict.",
                                    registry=r)
         self._heartbeats = Counter("edge_heartbeats_total", "Heartbeats sent.", registry=r)
-        self._archive_records = Counter("edge_archive_records_total", "Records written to the NG archive.",
-                                        registry=r)
-        self._archive_bytes = Gauge("edge_archive_bytes", "Bytes the NG archive holds now.", registry=r)
-        self._archive_failures = Counter("edge_archive_failures_total", "Archive records that could not be written.",
-                                         registry=r)
         self._reloads = Counter("edge_reloads_total", "Bundle reloads, by result.", ["result"], registry=r)
         self._paused = Gauge("edge_paused", "1 while inspection is paused, else 0.", registry=r)
         for result in ("OK", "NG"):  # series exist (at 0) from the start, so rate() and alerts see them
@@ -72,9 +111,22 @@ class Metrics:
             self._reloads.labels(result=result)
         self._lock = threading.Lock()
         self._bundle_id: str | None = None
-        self._archive_seen = {"records": 0, "failures": 0}
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+
+    def read_from(self, counts: Snapshot, queues: Callable[[], Mapping[str, int]] | None = None,
+                  archive: Snapshot | None = None) -> None:
+        """Where each scrape reads its totals; called from the scrape's thread, so each must be thread-safe.
+
+        ``counts`` gives the pipeline's ``frames`` and ``drops`` ({reason: n}) as in heartbeats,
+        ``queues`` the items waiting per queue name, ``archive`` the NG archive's ``written``,
+        ``bytes`` and ``failures``. Until set, and for what is not given, the totals read 0.
+        """
+        self._read_at_scrape.counts = counts
+        if queues is not None:
+            self._read_at_scrape.queues = queues
+        if archive is not None:
+            self._read_at_scrape.archive = archive
 
     # -- serving ---------------------------------------------------------------------------------
 
@@ -106,11 +158,6 @@ class Metrics:
 
     # -- events ----------------------------------------------------------------------------------
 
-    def frame(self, n: int = 1) -> None:
-        """``n`` frames came in (whether or not they could be inspected)."""
-        if n > 0:
-            self._frames.inc(n)
-
     def verdict(self, result: str, t: float | None = None) -> None:
         """A verdict (``OK``/``NG``) was published at epoch ``t`` (default now)."""
         self._verdicts.labels(result=result).inc()
@@ -123,11 +170,6 @@ class Metrics:
         """A frame got an error verdict because ``stage`` (decode or inference) failed."""
         self._errors.labels(stage=stage).inc()
 
-    def drop(self, reason: str, n: int = 1) -> None:
-        """``n`` frames were dropped, e.g. reason ``queue_full`` or ``incomplete_buffer``."""
-        if n > 0:
-            self._drops.labels(reason=reason).inc(n)
-
     def observe(self, stage: str, seconds: float) -> None:
         """One run of ``stage`` took ``seconds``."""
         self._latency.labels(stage=stage).observe(seconds)
@@ -137,7 +179,7 @@ class Metrics:
         self._camera_up.set(1 if up else 0)
 
     def reconnect(self) -> None:
-        """A camera reconnect was attempted."""
+        """The camera was lost and has been opened again (a successful reconnect; failed attempts are not counted)."""
         self._reconnects.inc()
 
     def bundle(self, bundle_id: str) -> None:
@@ -147,10 +189,6 @@ class Metrics:
                 self._bundle.remove(self._bundle_id)
             self._bundle_id = bundle_id
             self._bundle.labels(bundle_id=bundle_id).set(1)
-
-    def queue_depth(self, name: str, n: int) -> None:
-        """Queue ``name`` holds ``n`` items now."""
-        self._queue_depth.labels(queue=name).set(n)
 
     def heartbeat(self) -> None:
         """A heartbeat was sent."""
@@ -163,13 +201,3 @@ class Metrics:
     def paused(self, paused: bool) -> None:
         """Inspection was paused (True) or resumed (False)."""
         self._paused.set(1 if paused else 0)
-
-    def archive(self, records: int, nbytes: int, failures: int | None = None) -> None:
-        """The archive's running totals (records written, bytes held, failures); counters advance by the change."""
-        with self._lock:
-            self._archive_bytes.set(nbytes)
-            for key, counter, value in (("records", self._archive_records, records),
-                                        ("failures", self._archive_failures, failures)):
-                if value is not None and value > self._archive_seen[key]:
-                    counter.inc(value - self._archive_seen[key])
-                    self._archive_seen[key] = value

@@ -23,9 +23,10 @@ import click
 import numpy as np
 
 from edge.ops.latency import percentiles
+from edge.tools.harness import DEMO_IMAGES
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "publish")
-DEFAULT_SOURCE = Path(__file__).resolve().parents[1] / "demo" / "images"
+DEFAULT_SOURCE = DEMO_IMAGES
 
 
 def peak_rss_mb() -> float:
@@ -38,12 +39,12 @@ def bench_one(bundle_dir: Path, backend: str | None, encoded: list[tuple[str, by
     """Measure one bundle on one backend over ``frames`` frames (cycling through ``encoded``)."""
     import cv2
 
-    from edge.model.bundle import load_bundle
     from edge.cameras.base import Frame
+    from edge.model.bundle import load_bundle
+    from edge.model.engines import RuntimeOptions
     from edge.model.imageio import to_uint8_gray_or_bgr
     from edge.model.inspector import Inspector
     from edge.wire.publisher import Publisher
-    from edge.model.engines import RuntimeOptions
     from edge.wire.verdict import build_verdict, encode_verdict
 
     bundle = load_bundle(bundle_dir)
@@ -78,11 +79,11 @@ def bench_one(bundle_dir: Path, backend: str | None, encoded: list[tuple[str, by
     return {
         "bundle": str(bundle.root),
         "bundle_id": bundle.bundle_id,
-        "format": bundle.meta["graph"]["format"],
-        "precision": bundle.meta["graph"]["precision"],
+        "format": bundle.manifest.graph.format.value,
+        "precision": bundle.manifest.graph.precision.value,
         "input": [bundle.spec.height, bundle.spec.width],
         "map": list(bundle.map_shape),
-        "bundle_mb": round(sum((bundle.root / name).stat().st_size for name in bundle.meta["files"]) / 1e6, 2),
+        "bundle_mb": round(sum((bundle.root / name).stat().st_size for name in bundle.manifest.files) / 1e6, 2),
         "settings": inspector.backend.settings(),
         "model_load_ms": round(load_ms, 1),
         "frames": frames,

@@ -1,116 +1,52 @@
 """``edge-inspect camera-bench``: camera figures measured on a real daemon, so anyone can re-make them.
 
-Each command writes a config, starts the inspection daemon as a subprocess (``python -m edge``)
-on the demo bundle, subscribes to its verdict and status topics over ZeroMQ like a line PLC would,
-and prints one JSON object: what was configured, what arrived, and the camera counters the daemon
-logged when it stopped. ``viky`` measures the sustained rate of the full pipeline on the viky.cti
-producer shipped with ``genicam``; ``triggers`` sends N software triggers to TLSimu.cti and
-counts verdicts; ``device-loss`` loses the (sim) camera mid-run and shows the status messages,
-the reconnect and the verdict sequence numbers around it.
+Each command starts the inspection daemon as a subprocess on the demo bundle through
+:mod:`edge.tools.harness`, subscribes to everything it publishes over ZeroMQ like a line PLC would,
+and prints one JSON object: what was configured, what arrived, and the camera counters and
+reconnects the daemon reported in its ``stopped`` event. ``viky`` measures the sustained rate of
+the full pipeline on the viky.cti producer shipped with ``genicam``; ``triggers`` sends N software
+triggers to TLSimu.cti and counts verdicts; ``device-loss`` loses the (sim) camera mid-run and
+shows the status messages, the reconnect and the verdict sequence numbers around it.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
-import re
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]  # edge/
-DEMO_BUNDLE = PACKAGE_DIR / "demo" / "bundle"
-DEMO_IMAGES = PACKAGE_DIR / "demo" / "images"
+from edge.tools.harness import DEMO_BUNDLE, DEMO_IMAGES, DaemonError, DaemonRun, Received, run_daemon, seq_gaps
+
 DEFAULT_TLSIMU = Path("build") / "gentl" / "TLSimu.cti"
-Event = tuple[float, str, dict[str, Any]]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def bench_run(camera: dict[str, Any], watchdog: dict[str, Any] | None = None, threads: int = 2,
+              bundle: Path = DEMO_BUNDLE) -> DaemonRun:
+    """The daemon on ``camera`` until it exits; a daemon that cannot run at all is a ClickException."""
+    config = {"station": "bench", "bundle": str(bundle), "camera": camera, "runtime": {"threads": threads},
+              "watchdog": watchdog or {}}
+    try:
+        run = run_daemon(config)
+    except DaemonError as exc:
+        raise click.ClickException(str(exc)) from None
+    if run.exit_code not in (0, 1) or run.stopped is None:
+        raise click.ClickException(f"daemon exited {run.exit_code} without its stopped event:\n{run.log_tail}")
+    return run
 
 
-def daemon_env() -> dict[str, str]:
-    """The environment for a ``python -m edge`` subprocess that imports this checkout's ``edge``."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent),
-                                                                       os.environ.get("PYTHONPATH")]))}
+def camera_figures(run: DaemonRun) -> tuple[dict[str, int], int]:
+    """The camera's counters and the reconnects, from the daemon's ``stopped`` event."""
+    camera = (run.stopped or {}).get("camera") or {}
+    return dict(camera.get("stats") or {}), int(camera.get("reconnects") or 0)
 
 
-def run_daemon(camera: dict[str, Any], watchdog: dict[str, Any] | None = None, threads: int | None = 2,
-               bundle: Path = DEMO_BUNDLE, deadline_s: float = 600.0, extra: dict[str, Any] | None = None,
-               topics: tuple[bytes, ...] = (b"verdict.", b"status."),
-               on_tick: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run the daemon on ``camera`` until it exits; every message it published (monotonic time, kind, payload).
-
-    ``extra`` adds top-level config sections (its ``publish`` keys are merged into the bench's);
-    ``on_tick(pid)`` is called between messages (at least every 0.1 s) while the daemon runs.
-    """
-    import yaml
-    import zmq
-
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    extra = dict(extra or {})
-    config = {"station": "bench", "bundle": str(bundle), "camera": camera,
-              "runtime": {"threads": threads} if threads else {}, "watchdog": watchdog or {}, **extra,
-              "publish": {"endpoint": endpoint, "wait_subscriber_s": 10, **extra.get("publish", {})}}
-    events: list[Event] = []
-    with tempfile.TemporaryDirectory(prefix="camera-bench-") as tmp:
-        config_path = Path(tmp) / "edge.yaml"
-        config_path.write_text(yaml.safe_dump(config))
-        context = zmq.Context()
-        sub = context.socket(zmq.SUB)
-        sub.setsockopt(zmq.RCVHWM, 0)  # the bench's subscriber must never be the one that drops
-        for topic in topics:
-            sub.setsockopt(zmq.SUBSCRIBE, topic)
-        sub.connect(endpoint)
-        log_path = Path(tmp) / "daemon.log"
-        with open(log_path, "w") as log_file:
-            proc = subprocess.Popen([sys.executable, "-m", "edge", "--config", str(config_path)],
-                                    env=daemon_env(), stdout=subprocess.DEVNULL, stderr=log_file)
-        deadline, exited_at = time.monotonic() + deadline_s, None
-        try:
-            while exited_at is None or time.monotonic() - exited_at < 0.5:
-                if time.monotonic() > deadline:
-                    proc.terminate()
-                    proc.wait(10)
-                    raise click.ClickException(f"daemon still running after {deadline_s:.0f} s; stopped it")
-                if on_tick is not None and exited_at is None:
-                    on_tick(proc.pid)
-                if sub.poll(100):
-                    topic, payload = sub.recv_multipart()[:2]
-                    events.append((time.monotonic(), topic.decode().split(".")[0], json.loads(payload)))
-                elif exited_at is None and proc.poll() is not None:
-                    exited_at = time.monotonic()
-        finally:
-            context.destroy(linger=0)
-        log_text = log_path.read_text()
-    stats = re.search(r"camera=(\{.*?\})", log_text)
-    reconnects = re.search(r"reconnects=(\d+)", log_text)
-    if proc.returncode not in (0, 1):
-        raise click.ClickException(f"daemon exited {proc.returncode}:\n{log_text[-3000:]}")
-    return {"exit_code": proc.returncode, "events": events,
-            "camera_stats": ast.literal_eval(stats.group(1)) if stats else None,
-            "reconnects": int(reconnects.group(1)) if reconnects else None, "log_tail": log_text[-3000:]}
-
-
-def _verdicts(result: dict[str, Any]) -> list[tuple[float, dict[str, Any]]]:
-    return [(t, m) for t, kind, m in result["events"] if kind == "verdict"]
-
-
-def seq_gaps(messages: list[dict[str, Any]]) -> list[list[int]]:
-    """Pairs of consecutive verdict seqs that are not n, n+1 (a lost verdict)."""
-    seqs = [m["seq"] for m in messages]
-    return [[a, b] for a, b in zip(seqs, seqs[1:], strict=False) if b != a + 1]
+def _verdicts(run: DaemonRun) -> list[Received]:
+    return [r for r in run.received if r.kind == "verdict"]
 
 
 def _print(figure: dict[str, Any]) -> None:
@@ -154,18 +90,18 @@ def viky(fps: float, seconds: float, pixel_format: str, buffer_handling: str, th
 
     cti = Path(genicam.__file__).parent / "viky.cti"
     frames = max(2, round(fps * seconds))
-    result = run_daemon({"type": "gentl", "producers": [str(cti)], "serial_number": "0", "max_frames": frames,
-                         "buffer_handling": buffer_handling,
-                         "features": {"PixelFormat": pixel_format, "AcquisitionFrameRate": float(fps)}},
-                        threads=threads, bundle=bundle)
-    verdicts = _verdicts(result)
-    messages = [m for _, m in verdicts]
-    span = verdicts[-1][0] - verdicts[0][0] if len(verdicts) > 1 else 0.0
+    run = bench_run({"type": "gentl", "producers": [str(cti)], "serial_number": "0", "max_frames": frames,
+                     "buffer_handling": buffer_handling,
+                     "features": {"PixelFormat": pixel_format, "AcquisitionFrameRate": float(fps)}},
+                    threads=threads, bundle=bundle)
+    verdicts = _verdicts(run)
+    messages = [r.payload for r in verdicts]
+    span = verdicts[-1].t - verdicts[0].t if len(verdicts) > 1 else 0.0
     ids = [m["device_frame_id"] for m in messages if m.get("device_frame_id") is not None]
     skipped = (ids[-1] - ids[0] + 1 - len(ids)) if ids else 0
     totals = sorted(m["latency_ms"]["total"] for m in messages)
     inference = [m["latency_ms"]["inference"] for m in messages]
-    stats = result["camera_stats"] or {}
+    stats, _ = camera_figures(run)
     figure = {
         "figure": "viky.cti sustained rate, full pipeline", "configured_fps": fps, "pixel_format": pixel_format,
         "buffer_handling": buffer_handling, "verdicts": len(messages),
@@ -180,10 +116,10 @@ def viky(fps: float, seconds: float, pixel_format: str, buffer_handling: str, th
         "inference_ms_median": round(statistics.median(inference), 2) if inference else None,
         "timestamp_clock": sorted({m.get("timestamp_clock") for m in messages}),
         "seq_gaps": seq_gaps(messages), "error_verdicts": sum(1 for m in messages if m["error"]),
-        "camera_stats": stats, "exit_code": result["exit_code"],
+        "camera_stats": stats, "exit_code": run.exit_code,
     }
     _print(figure)
-    if result["exit_code"] != 0 or len(messages) != frames or figure["seq_gaps"]:
+    if run.exit_code != 0 or len(messages) != frames or figure["seq_gaps"]:
         sys.exit(1)
 
 
@@ -203,20 +139,20 @@ def triggers(count: int, fps: float, cti: Path, serial_number: str, bundle: Path
         raise click.ClickException(
             f"no TLSimu.cti at {cti}: pip download --no-deps genicam==1.5.0 and unzip TLSimu.cti and "
             "libVirtualFG.so into build/gentl (see README), or pass --cti")
-    result = run_daemon({"type": "gentl", "producers": [str(cti.resolve())], "serial_number": serial_number,
-                         "trigger": "software", "fps": fps, "max_frames": count}, bundle=bundle)
-    messages = [m for _, m in _verdicts(result)]
-    stats = result["camera_stats"] or {}
+    run = bench_run({"type": "gentl", "producers": [str(cti.resolve())], "serial_number": serial_number,
+                     "trigger": "software", "fps": fps, "max_frames": count}, bundle=bundle)
+    messages = [r.payload for r in _verdicts(run)]
+    stats, _ = camera_figures(run)
     figure = {
         "figure": "N software triggers -> N verdicts (TLSimu.cti)", "triggers_sent": stats.get("triggers"),
         "verdicts": len(messages), "seq": [messages[0]["seq"], messages[-1]["seq"]] if messages else None,
         "seq_gaps": seq_gaps(messages), "error_verdicts": sum(1 for m in messages if m["error"]),
         "device_frame_ids": [messages[0]["device_frame_id"], messages[-1]["device_frame_id"]] if messages else None,
         "timestamp_clock": sorted({m.get("timestamp_clock") for m in messages}),
-        "camera_stats": stats, "exit_code": result["exit_code"],
+        "camera_stats": stats, "exit_code": run.exit_code,
     }
     _print(figure)
-    if result["exit_code"] != 0 or len(messages) != count or stats.get("triggers") != count or figure["seq_gaps"]:
+    if run.exit_code != 0 or len(messages) != count or stats.get("triggers") != count or figure["seq_gaps"]:
         sys.exit(1)
 
 
@@ -245,21 +181,21 @@ def device_loss(frames: int, lose_after: int, down_for: float, never_returns: bo
     camera = {"type": "sim", "source": str(DEMO_IMAGES), "loop": True, "fps": fps,
               "max_frames": None if never_returns else frames,
               "faults": {"disconnect_after": lose_after, "down_for_s": None if never_returns else down_for}}
-    result = run_daemon(camera, {"reconnect_delay_s": reconnect_delay, "reconnect_max_delay_s": max_delay,
-                                 "reconnect_budget": budget})
-    events = result["events"]
-    t0 = events[0][0] if events else 0.0
-    timeline = [{"t_s": round(t - t0, 2), "kind": kind,
-                 **({"seq": m["seq"], "frame_id": m["frame_id"]} if kind == "verdict" else
-                    {"camera": m["camera"], "attempt": m["attempt"], "next_retry_s": m["next_retry_s"],
-                     "verdicts_so_far": m["verdicts"]})}
-                for t, kind, m in events]
-    messages = [m for _, m in _verdicts(result)]
+    run = bench_run(camera, {"reconnect_delay_s": reconnect_delay, "reconnect_max_delay_s": max_delay,
+                             "reconnect_budget": budget})
+    events = [r for r in run.received if r.kind in ("verdict", "status")]
+    t0 = events[0].t if events else 0.0
+    timeline = [{"t_s": round(r.t - t0, 2), "kind": r.kind,
+                 **({"seq": r.payload["seq"], "frame_id": r.payload["frame_id"]} if r.kind == "verdict" else
+                    {"camera": r.payload["camera"], "attempt": r.payload["attempt"],
+                     "next_retry_s": r.payload["next_retry_s"], "verdicts_so_far": r.payload["verdicts"]})}
+                for r in events]
+    messages = [r.payload for r in _verdicts(run)]
     # Every pause in the verdicts must be explained on the status topic: a status message in it.
     pauses = []
-    verdict_times = [(t, m["seq"]) for t, kind, m in events if kind == "verdict"]
+    verdict_times = [(r.t, r.payload["seq"]) for r in events if r.kind == "verdict"]
     for (t_a, seq_a), (t_b, seq_b) in zip(verdict_times, verdict_times[1:], strict=False):
-        states = [m["camera"] for t, kind, m in events if kind == "status" and t_a < t < t_b]
+        states = [r.payload["camera"] for r in events if r.kind == "status" and t_a < r.t < t_b]
         if states:
             pauses.append({"between_seq": [seq_a, seq_b], "seconds": round(t_b - t_a, 2), "status": states})
     expected_exit = 1 if never_returns else 0
@@ -268,9 +204,9 @@ def device_loss(frames: int, lose_after: int, down_for: float, never_returns: bo
                   + ("budget spent and exit 1" if never_returns else "device back and verdicts go on"),
         "timeline": timeline, "verdicts": len(messages), "seq_gaps": seq_gaps(messages),
         "frame_ids_consecutive": [m["frame_id"] for m in messages] == list(range(1, len(messages) + 1)),
-        "pauses_with_status": pauses, "reconnects": result["reconnects"], "exit_code": result["exit_code"],
+        "pauses_with_status": pauses, "reconnects": camera_figures(run)[1], "exit_code": run.exit_code,
     }
     _print(figure)
     returned = never_returns or ("up" in [s for p in pauses for s in p["status"]] and len(messages) == frames)
-    if result["exit_code"] != expected_exit or figure["seq_gaps"] or not returned:
+    if run.exit_code != expected_exit or figure["seq_gaps"] or not returned:
         sys.exit(1)

@@ -3,9 +3,9 @@
 The figures a plant asks before trusting a box for months: does every frame end as a verdict or
 a counted drop, does memory stay flat, what latency does the line see, and what happens when the
 camera is faster than inference under each overload policy. Each run starts the daemon as a
-subprocess (``python -m edge``) on the sim camera replaying a folder in a loop, subscribes to
-its verdicts and events on a real ZeroMQ socket, samples the daemon's RSS from ``/proc`` once a
-second, and reads the daemon's own final accounting from its ``stopped`` event. The figure is
+subprocess on the sim camera replaying a folder in a loop through :mod:`edge.tools.harness`,
+which collects its verdicts and events on a real ZeroMQ socket; the daemon's RSS is sampled from
+``/proc`` once a second, and its own final accounting is read from its ``stopped`` event. The figure is
 printed as JSON; the exit code is 1 if the accounting does not balance or the subscriber saw a
 ``seq`` gap.
 """
@@ -21,9 +21,9 @@ from typing import Any
 
 import click
 
-from edge.tools.bench import DEFAULT_SOURCE
-from edge.tools.camera_bench import DEMO_BUNDLE, run_daemon, seq_gaps
 from edge.ops.latency import percentiles
+from edge.tools.bench import DEFAULT_SOURCE
+from edge.tools.harness import DEMO_BUNDLE, DaemonError, RunningDaemon, run_daemon, seq_gaps
 
 POLICIES = ("block", "drop_oldest", "drop_newest")
 
@@ -43,27 +43,36 @@ def run_soak(bundle: Path, source: Path, frames: int, fps: float, policy: str, q
              threads: int | None, deadline_s: float) -> dict[str, Any]:
     """One daemon run of ``frames`` frames; the figure as a dict (see the module docstring)."""
     rss: list[tuple[float, float]] = []  # (monotonic t, MB), one sample a second
+    scanned, warm = 0, False
 
-    def sample(pid: int) -> None:
-        if rss and time.monotonic() - rss[-1][0] < 1.0:
+    def sample(daemon: RunningDaemon) -> None:
+        # One sample a second, and one as soon as the first verdict is in (warm-up done), so that a
+        # short run (most frames dropped) still has a sample after warm-up to measure growth from.
+        nonlocal scanned, warm
+        first_verdict = False
+        if not warm:
+            received = daemon.received
+            warm = first_verdict = any(r.kind == "verdict" for r in received[scanned:])
+            scanned = len(received)
+        if not first_verdict and rss and time.monotonic() - rss[-1][0] < 1.0:
             return
-        value = rss_mb(pid)
+        value = rss_mb(daemon.pid)
         if value is not None:
             rss.append((time.monotonic(), value))
 
     with tempfile.TemporaryDirectory(prefix="edge-soak-") as state_dir:
-        result = run_daemon(
-            {"type": "sim", "source": str(source), "loop": True, "fps": fps, "max_frames": frames},
-            threads=threads, bundle=bundle, deadline_s=deadline_s, topics=(b"verdict.", b"event."), on_tick=sample,
-            extra={"station": "soak", "log_level": "WARNING", "state_dir": state_dir,
-                   "publish": {"sndhwm": 100_000}, "pipeline": {"overload": policy, "queue_size": queue_size}},
-        )
-    verdicts = [(t, m) for t, kind, m in result["events"] if kind == "verdict"]
-    stopped = next((m["detail"] for _, kind, m in result["events"] if kind == "event" and m["event"] == "stopped"),
-                   None)
+        config = {"station": "soak", "bundle": str(bundle), "log_level": "WARNING", "state_dir": state_dir,
+                  "camera": {"type": "sim", "source": str(source), "loop": True, "fps": fps, "max_frames": frames},
+                  "runtime": {"threads": threads} if threads else {}, "publish": {"sndhwm": 100_000},
+                  "pipeline": {"overload": policy, "queue_size": queue_size}}
+        try:
+            run = run_daemon(config, deadline_s=deadline_s, topics=(b"verdict.", b"event."), on_tick=sample)
+        except DaemonError as exc:
+            raise click.ClickException(str(exc)) from None
+    verdicts = [(r.t, r.payload) for r in run.received if r.kind == "verdict"]
+    stopped = run.stopped
     if stopped is None:
-        raise click.ClickException(f"daemon exited {result['exit_code']} without its stopped event:\n"
-                                   f"{result['log_tail']}")
+        raise click.ClickException(f"daemon exited {run.exit_code} without its stopped event:\n{run.log_tail}")
     counters = stopped["counters"]
     seqs = [m["seq"] for _, m in verdicts]
     received = len(verdicts)
@@ -75,7 +84,7 @@ def run_soak(bundle: Path, source: Path, frames: int, fps: float, policy: str, q
     latency = [m["latency_ms"] for _, m in verdicts]
     return {
         "policy": policy, "fps_asked": fps or "max", "queue_size": queue_size, "frames_asked": frames,
-        "exit_code": result["exit_code"],
+        "exit_code": run.exit_code,
         "frames": counters["frames"], "verdicts": counters["verdicts"], "dropped": counters["dropped"],
         "drops": counters["drops"], "errors": counters["errors"],
         "balanced": counters["frames"] == counters["verdicts"] + counters["dropped"] and stopped["balanced"],

@@ -1,7 +1,9 @@
 """Messages other than verdicts: camera status, heartbeats and events.
 
 Each has its own topic, so a consumer that subscribed to ``verdict.`` is unaffected, and each is
-UTF-8 JSON with ``schema`` 1.
+UTF-8 JSON with ``schema`` 1. The payloads are the models of :mod:`edge.wire.schema` (the
+builders below validate through them; JSON Schema in ``docs/schemas/``); as for verdicts, fields
+are only ever added within a version, so a reader must accept fields it does not know.
 
 ``status.<station>``: when the camera is lost the line must know at once that parts are passing
 uninspected, not infer it from silence. Published when the camera goes down, after each failed
@@ -34,21 +36,21 @@ subscriber can tell "no parts" (heartbeats, no verdicts) from "daemon dead" (not
     schema, station, t, run_id   as above
     event         str     "started", "reload", "reload_refused" or "stopped"
     detail        object  event-specific: started: bundle_id, previous_stop_clean; reload: bundle_id,
-                          previous_bundle_id, selftest, needs_restart; reload_refused: reason;
-                          stopped (the last message of a run): counters, last_seq, balanced,
-                          failure, latency_ms
+                          previous_bundle_id, source, selftest, needs_restart; reload_refused:
+                          reason, source, bundle_id; stopped (the last message of a run):
+                          counters, last_seq, balanced, failure, latency_ms, camera (reconnects,
+                          stats: the camera's counters)
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any, Literal
 
-log = logging.getLogger(__name__)
+from edge.wire.schema import EVENT, SCHEMA_VERSION, Heartbeat, Status, dump
 
-STATUS_SCHEMA_VERSION = 1
+STATUS_SCHEMA_VERSION = SCHEMA_VERSION
 STATUS_TOPIC_PREFIX = "status."
 HEARTBEAT_TOPIC_PREFIX = "heartbeat."
 EVENT_TOPIC_PREFIX = "event."
@@ -65,45 +67,30 @@ def build_status(
     stats: dict[str, int],
     verdicts: int,
 ) -> dict[str, Any]:
-    """The status payload (see the module docstring)."""
-    return {
+    """The status payload (see the module docstring), validated through :class:`~edge.wire.schema.Status`."""
+    return dump(Status.model_validate({
         "schema": STATUS_SCHEMA_VERSION, "station": station, "t": time.time(), "camera": camera,
         "reason": reason, "attempt": int(attempt), "next_retry_s": next_retry_s, "stats": dict(stats),
         "verdicts": int(verdicts),
-    }
-
-
-def encode_status(message: dict[str, Any]) -> list[bytes]:
-    """Topic and payload frames for the publisher."""
-    return encode_message(STATUS_TOPIC_PREFIX, message)
-
-
-def parse_status(parts: list[bytes]) -> dict[str, Any]:
-    """A received status message back to its payload; ValueError if it is not one."""
-    if len(parts) != 2 or not parts[0].startswith(STATUS_TOPIC_PREFIX.encode()):
-        raise ValueError("not a status message")
-    message = json.loads(parts[1])
-    if message.get("schema") != STATUS_SCHEMA_VERSION:
-        raise ValueError(f"unknown status schema {message.get('schema')!r}")
-    return dict(message)
+    }))
 
 
 def build_heartbeat(
     *, station: str, run_id: str, restart: bool, last_seq: int, paused: bool, camera_up: bool, bundle_id: str,
     counters: dict[str, Any],
 ) -> dict[str, Any]:
-    """The heartbeat payload (see the module docstring)."""
-    return {
+    """The heartbeat payload (see the module docstring), validated through :class:`~edge.wire.schema.Heartbeat`."""
+    return dump(Heartbeat.model_validate({
         "schema": STATUS_SCHEMA_VERSION, "station": station, "t": time.time(), "run_id": run_id,
         "restart": bool(restart), "last_seq": int(last_seq), "state": "paused" if paused else "running",
         "camera": "up" if camera_up else "down", "bundle_id": bundle_id, "counters": counters,
-    }
+    }))
 
 
 def build_event(*, station: str, run_id: str, event: str, detail: dict[str, Any]) -> dict[str, Any]:
-    """An event payload (see the module docstring)."""
-    return {"schema": STATUS_SCHEMA_VERSION, "station": station, "t": time.time(), "run_id": run_id,
-            "event": event, "detail": detail}
+    """An event payload (see the module docstring), validated through :data:`~edge.wire.schema.EVENT`."""
+    return dump(EVENT.validate_python({"schema": STATUS_SCHEMA_VERSION, "station": station, "t": time.time(),
+                                       "run_id": run_id, "event": event, "detail": detail}))
 
 
 def encode_message(prefix: str, message: dict[str, Any]) -> list[bytes]:

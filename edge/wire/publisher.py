@@ -9,7 +9,6 @@ messages behind loses verdicts (it sees a ``seq`` gap) rather than stalling insp
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 import time
@@ -17,8 +16,7 @@ import time
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from edge.control.curve import CurveServerConfig, make_server
-from edge.control.keys import KeyFileError
+from edge.control.curve import BindError, CurveServerConfig, bind_server, reload_allowed_clients
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +43,25 @@ class Publisher:
         self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # report every subscribe, not only the first per topic
         self._socket.setsockopt(zmq.XPUB_VERBOSER, 1)  # ... and every unsubscribe, so the count stays right
         self._socket.setsockopt(zmq.TCP_KEEPALIVE, 1)  # notice a bridge whose cable was pulled
+        self._curve = curve  # with it, only subscribers whose key is in curve.allowed_clients get verdicts
         self._authenticator: ThreadAuthenticator | None = None
         try:
-            if curve is not None:  # only subscribers whose key is in curve.allowed_clients get verdicts
-                self._authenticator = make_server(self._socket, self._context, curve)
-            self._socket.bind(endpoint)
-        except KeyFileError as exc:
+            self._authenticator = bind_server(self._socket, self._context, endpoint, curve, "verdict socket")
+        except BindError as exc:
             self._release(0)
-            raise PublishError(f"curve: {exc}") from None
-        except zmq.ZMQError as exc:
-            self._release(0)
-            if exc.errno == errno.EADDRINUSE:
-                raise PublishError(
-                    f"cannot bind {endpoint}: address already in use (another edge-inspect running?)"
-                ) from None
-            raise PublishError(f"cannot bind {endpoint}: {exc.strerror}") from None
+            raise PublishError(str(exc)) from None
         self.bound_endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._closed = False
         log.info("publishing verdicts on %s", self.bound_endpoint)
+
+    def reload_allowed_clients(self) -> int | None:
+        """Re-read the Curve allow-list (the daemon's reload); None without Curve. KeyFileError keeps the old list.
+
+        Touches only the authenticator, never the socket, so any thread may call it.
+        """
+        if self._authenticator is None or self._curve is None:
+            return None
+        return reload_allowed_clients(self._authenticator, self._curve)
 
     def wait_for_subscriber(self, timeout_s: float, stop: threading.Event | None = None) -> bool:
         """Wait up to ``timeout_s`` for a subscription; True at once if one was already seen."""

@@ -116,7 +116,7 @@ def subscribe(
     socket.setsockopt_string(zmq.SUBSCRIBE, topic)
     try:
         if server_key is not None and client_key is not None:
-            # Imported here: edge.control.curve brings pydantic, which would slow every start of a plain subscriber.
+            # Imported here: edge.control.curve brings zmq.auth, which a plain subscriber never needs.
             from edge.control.curve import make_client
 
             make_client(socket, server_key, client_key)

@@ -10,20 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon_runner import ENV, REPO
+from edge.tools.harness import REPO, daemon_env
 
 TLSIMU = Path(os.environ.get("EDGE_TEST_TLSIMU_CTI", REPO / "build" / "gentl" / "TLSimu.cti"))
 
 
 def bench(*args: str, cwd: Path) -> tuple[int, dict, str]:
-    proc = subprocess.run([sys.executable, "-m", "edge", "camera-bench", *args], cwd=cwd, env=ENV,
+    proc = subprocess.run([sys.executable, "-m", "edge", "camera-bench", *args], cwd=cwd, env=daemon_env(),
                           capture_output=True, text=True, timeout=120, check=False)
     figure = json.loads(proc.stdout) if proc.stdout.strip() else {}
     return proc.returncode, figure, proc.stderr
 
 
 def test_help_lists_the_three_benches():
-    proc = subprocess.run([sys.executable, "-m", "edge", "camera-bench", "--help"], env=ENV,
+    proc = subprocess.run([sys.executable, "-m", "edge", "camera-bench", "--help"], env=daemon_env(),
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0
     assert all(name in proc.stdout for name in ("viky", "triggers", "device-loss"))

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from edge.control.server import ControlError, request
-from tests.integration.daemon_runner import DEMO_IMAGES, RunningDaemon, free_port
+from edge.tools.harness import DEMO_IMAGES, RunningDaemon, free_port
 from tests.unit.edge.control.curve_keys import make_keys
 
 
@@ -35,10 +35,23 @@ def control_daemon(tmp_path, pipeline: dict, camera: dict):
     return daemon, ctl, keys
 
 
+def paused_and_still(daemon: RunningDaemon, since: int, beats: int = 3) -> bool:
+    """The last ``beats`` heartbeats after message ``since`` say paused, with nothing left in the pipeline.
+
+    Heartbeats go out only after ``heartbeat_s`` with nothing else published; a run of them with
+    the same counters, in which every frame grabbed has its verdict, is the line standing still:
+    another verdict would need another grab.
+    """
+    tail = [r.payload for r in daemon.received[since:] if r.kind == "heartbeat"][-beats:]
+    return (len(tail) == beats and all(b["state"] == "paused" for b in tail)
+            and len({(b["last_seq"], b["counters"]["frames"]) for b in tail}) == 1
+            and all(b["counters"]["frames"] == b["counters"]["verdicts"] + b["counters"]["dropped"] for b in tail))
+
+
 def test_allowed_key_controls_the_daemon_and_an_unknown_key_gets_nothing(tmp_path):
     daemon, ctl, keys = control_daemon(tmp_path, {}, {"fps": 20})
     try:
-        daemon.wait_for(lambda d: len(d.of("verdict")) >= 3)
+        daemon.wait_for(lambda d: len(d.of("verdict")) >= 3, what="3 verdicts")
         status = ctl("status")
         assert status["ok"], status
         result = status["result"]
@@ -51,24 +64,27 @@ def test_allowed_key_controls_the_daemon_and_an_unknown_key_gets_nothing(tmp_pat
         with pytest.raises(ControlError, match="no reply"):
             request(daemon_endpoint(daemon), "pause", timeout_s=1.5)  # no Curve at all
 
+        since = len(daemon.received)
         assert ctl("pause")["result"] == {"state": "paused"}
-        time.sleep(0.3)  # a verdict already in the pipeline may still come out
-        paused_at = len(daemon.of("verdict"))
-        daemon.wait_for(lambda d: sum(b["state"] == "paused" for b in d.of("heartbeat")) >= 3)
-        assert len(daemon.of("verdict")) == paused_at  # nothing grabbed while paused; heartbeats say why
+        # Frames already in the pipeline may still come out; then the line stands still, heartbeats say why.
+        daemon.wait_for(lambda d: paused_and_still(d, since), what="three paused heartbeats with one last_seq")
+        still = [r.payload for r in daemon.received[since:] if r.kind == "heartbeat"][-1]
+        assert max(m["seq"] for m in daemon.of("verdict")) == still["last_seq"]  # no verdict after them
+        paused = ctl("status")["result"]
+        assert paused["state"] == "paused" and paused["last_seq"] == still["last_seq"]
+        assert paused["counters"]["frames"] == still["counters"]["frames"]
         assert ctl("resume")["result"] == {"state": "running"}
-        daemon.wait_for(lambda d: len(d.of("verdict")) >= paused_at + 2)
+        daemon.wait_for(lambda d: max(m["seq"] for m in d.of("verdict")) >= still["last_seq"] + 2,
+                        what="verdicts after resume")
 
         reply = ctl("trigger")
         assert reply["ok"] is False and "on_demand" in reply["error"]  # a free-running camera needs no trigger
         reply = ctl("reload")
         assert reply["ok"] and reply["result"]["bundle_id"] == result["bundle"]["id"]
-        daemon.proc.send_signal(signal.SIGTERM)
-        assert daemon.wait() == 0, daemon.log()
+        assert ctl("status")["ok"]  # the refused clients left the control socket serving the allowed one
+        assert daemon.terminate() == 0, daemon.log_tail()
     finally:
         daemon.close()
-    log = daemon.log()
-    assert "refused a client with an unknown key" in log
     seqs = [m["seq"] for m in daemon.of("verdict")]
     assert seqs == list(range(1, len(seqs) + 1))
 
@@ -82,18 +98,17 @@ def daemon_endpoint(daemon: RunningDaemon) -> str:
 def test_software_trigger_command_gives_one_verdict_per_trigger(tmp_path):
     daemon, ctl, _ = control_daemon(tmp_path, {"acquisition": "on_demand"}, {"trigger": "software"})
     try:
-        daemon.wait_for(lambda d: len(d.of("heartbeat")) >= 2)
+        daemon.wait_for(lambda d: len(d.of("heartbeat")) >= 2, what="2 heartbeats")
         assert not daemon.of("verdict")
         for _ in range(3):
             assert ctl("trigger")["ok"]
-        daemon.wait_for(lambda d: len(d.of("verdict")) == 3)
-        time.sleep(0.5)
-        assert len(daemon.of("verdict")) == 3
-        daemon.proc.send_signal(signal.SIGTERM)
-        assert daemon.wait() == 0
+        daemon.wait_for(lambda d: len(d.of("verdict")) == 3, what="3 verdicts")
+        assert daemon.terminate() == 0, daemon.log_tail()
     finally:
         daemon.close()
     assert [m["seq"] for m in daemon.of("verdict")] == [1, 2, 3]
+    # Three triggers grabbed three frames, and no more were grabbed until the stop.
+    assert daemon.stopped()["counters"] == {"frames": 3, "verdicts": 3, "errors": 0, "dropped": 0, "drops": {}}
 
 
 def test_notify_protocol_ready_status_watchdog_stopping(tmp_path):
@@ -114,14 +129,14 @@ def test_notify_protocol_ready_status_watchdog_stopping(tmp_path):
                 datagrams.append(server.recv(4096).decode())
             except TimeoutError:
                 continue
-        daemon.proc.send_signal(signal.SIGTERM)
+        daemon.signal(signal.SIGTERM)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not any("STOPPING=1" in d for d in datagrams):
             try:
                 datagrams.append(server.recv(4096).decode())
             except TimeoutError:
                 continue
-        assert daemon.wait() == 0, daemon.log()
+        assert daemon.wait() == 0, daemon.log_tail()
     finally:
         daemon.close()
         server.close()
@@ -142,11 +157,10 @@ def test_metrics_endpoint_counts_frames_verdicts_drops_and_latency(tmp_path):
                                       "metrics": {"enabled": True, "port": port},
                                       "publish": {"heartbeat_s": 0.1}})
     try:
-        daemon.wait_for(lambda d: len(d.of("verdict")) >= 20)
+        daemon.wait_for(lambda d: len(d.of("verdict")) >= 20, what="20 verdicts")
         last = daemon.of("verdict")[-1]  # received before the scrape: counted by then (bar the one in flight)
         text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        daemon.proc.send_signal(signal.SIGTERM)
-        assert daemon.wait() == 0
+        assert daemon.terminate() == 0, daemon.log_tail()
     finally:
         daemon.close()
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value

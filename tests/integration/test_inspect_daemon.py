@@ -1,9 +1,10 @@
 """The inspection daemon as a real subprocess, watched through a real ZeroMQ subscriber.
 
 Every frame gets exactly one verdict with consecutive ``seq``; an unreadable image is an NG
-verdict with ``error`` set, not a crash; SIGTERM mid-stream finishes the frame in flight and exits
-0 with the last logged ``seq`` equal to the last one received; start-up problems exit 2 with one
-line; and ``edge-inspect subscribe`` receives ``--count`` verdicts.
+verdict with ``error`` set, not a crash; SIGTERM mid-stream exits 0 once every frame grabbed is
+published, with the ``stopped`` event's ``last_seq`` equal to the last one received; stderr is
+one JSON record per line when it is not a terminal; start-up problems exit 2 with one line; and
+``edge-inspect subscribe`` receives ``--count`` verdicts.
 """
 
 from __future__ import annotations
@@ -11,73 +12,40 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import zmq
 
 from edge.model.imageio import list_images
+from edge.tools import harness
+from edge.tools.harness import REPO, RunningDaemon, daemon_env, free_port
 
-REPO = Path(__file__).resolve().parents[2]
 # Another bundle and image folder can be tried with these variables (default: the demo ones).
-DEMO_BUNDLE = Path(os.environ.get("EDGE_TEST_BUNDLE", REPO / "edge" / "demo" / "bundle"))
-DEMO_IMAGES = Path(os.environ.get("EDGE_TEST_IMAGES", REPO / "edge" / "demo" / "images"))
+DEMO_BUNDLE = Path(os.environ.get("EDGE_TEST_BUNDLE", harness.DEMO_BUNDLE))
+DEMO_IMAGES = Path(os.environ.get("EDGE_TEST_IMAGES", harness.DEMO_IMAGES))
 needs_demo = pytest.mark.skipif(
     not (DEMO_BUNDLE / "bundle.yaml").is_file() or not DEMO_IMAGES.is_dir(),
     reason=f"no bundle at {DEMO_BUNDLE} (demo bundle not built yet)",
 )
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+ENV = daemon_env()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def daemon_args(source: Path, endpoint: str, *extra: str) -> list[str]:
+    return ["--camera", "sim", "--bundle", str(DEMO_BUNDLE), "--source", str(source), "--publish", endpoint,
+            "--wait-subscriber", "10", "--threads", "1", *extra]
 
 
 def daemon_cmd(source: Path, endpoint: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "edge", "--camera", "sim", "--bundle", str(DEMO_BUNDLE), "--source", str(source),
-            "--publish", endpoint, "--wait-subscriber", "10", "--threads", "1", *extra]
+    return [sys.executable, "-m", "edge", *daemon_args(source, endpoint, *extra)]
 
 
-def start(cmd: list[str], log: Path) -> subprocess.Popen:
-    """Run with stderr in a file: a daemon logging into an unread pipe would block."""
-    with open(log, "w") as handle:
-        return subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=handle)
-
-
-@pytest.fixture
-def sub():
-    context = zmq.Context()
-    socket_ = context.socket(zmq.SUB)
-    socket_.setsockopt(zmq.LINGER, 0)
-    socket_.setsockopt(zmq.SUBSCRIBE, b"verdict.")
-    yield socket_
-    context.destroy(linger=0)
-
-
-def receive_until_exit(sub: zmq.Socket, proc: subprocess.Popen, deadline_s: float = 90.0) -> list[dict]:
-    """Every verdict until the process has exited and nothing more is queued."""
-    messages: list[dict] = []
-    deadline = time.monotonic() + deadline_s
-    exited_at: float | None = None
-    while time.monotonic() < deadline:
-        if sub.poll(100):
-            parts = sub.recv_multipart()
-            assert len(parts) in (2, 3) and parts[0].startswith(b"verdict.")
-            messages.append(json.loads(parts[1]))
-            continue
-        if proc.poll() is not None:
-            exited_at = exited_at or time.monotonic()
-            if time.monotonic() - exited_at > 0.5:
-                return messages
-    proc.kill()
-    raise AssertionError(f"daemon still running after {deadline_s} s ({len(messages)} verdicts)")
+def start(tmp_path: Path, source: Path, *extra: str) -> RunningDaemon:
+    """The daemon on the command line only (no config file), with its collecting subscriber."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    return RunningDaemon(tmp_path, args=daemon_args(source, endpoint, *extra), endpoint=endpoint)
 
 
 @pytest.fixture
@@ -96,13 +64,10 @@ def source(tmp_path) -> Path:
 
 
 @needs_demo
-def test_every_frame_gets_one_verdict_and_a_corrupt_image_an_error_verdict(tmp_path, source, sub):
-    port = free_port()
-    sub.connect(f"tcp://127.0.0.1:{port}")
-    proc = start(daemon_cmd(source, f"tcp://127.0.0.1:{port}", "--station", "line7"), tmp_path / "daemon.log")
-    messages = receive_until_exit(sub, proc)
-    log = (tmp_path / "daemon.log").read_text()
-    assert proc.returncode == 0, log
+def test_every_frame_gets_one_verdict_and_a_corrupt_image_an_error_verdict(tmp_path, source):
+    with start(tmp_path, source, "--station", "line7") as daemon:
+        assert daemon.wait() == 0, daemon.log_tail()
+    messages = daemon.of("verdict")
     files = sorted(str(p) for p in list_images(source))
     assert [m["source"] for m in messages] == files
     assert [m["seq"] for m in messages] == list(range(1, len(files) + 1))
@@ -121,67 +86,60 @@ def test_every_frame_gets_one_verdict_and_a_corrupt_image_an_error_verdict(tmp_p
     assert all(m["latency_ms"]["inference"] > 0 for m in inspected)
     defects = [m for m in inspected if "_good_" not in Path(m["source"]).name]
     assert len(defects) == 2 and all(m["verdict"] == "NG" and m["regions"] for m in defects)
-    assert messages[-1]["counters"] == {"frames": len(files), "errors": 1, "dropped": 0, "drops": {}}
-    # stderr is not a terminal: one JSON object per line (journald-ready), one INFO line per verdict.
-    records = [json.loads(line) for line in log.splitlines()]
-    assert sum(r["level"] == "INFO" and r["msg"].startswith("seq=") for r in records) == len(files)
+    assert messages[-1]["counters"] == {"frames": len(files), "verdicts": len(files), "errors": 1, "dropped": 0,
+                                       "drops": {}}
+    stopped = daemon.stopped()
+    assert stopped["counters"]["verdicts"] == len(files) and stopped["balanced"] and stopped["failure"] is None
 
 
 @needs_demo
-def test_send_map_adds_the_anomaly_map_png_frame(tmp_path, source, sub):
-    port = free_port()
-    sub.connect(f"tcp://127.0.0.1:{port}")
-    proc = start(daemon_cmd(source, f"tcp://127.0.0.1:{port}", "--send-map", "--max-frames", "2"), tmp_path / "d.log")
-    maps = []
-    deadline = time.monotonic() + 60
-    while len(maps) < 2 and time.monotonic() < deadline:
-        if sub.poll(200):
-            parts = sub.recv_multipart()
-            assert json.loads(parts[1])["has_map"] is True and len(parts) == 3
-            maps.append(parts[2])
-    assert proc.wait(timeout=30) == 0
-    assert len(maps) == 2 and all(m.startswith(b"\x89PNG") for m in maps)
+def test_daemon_stderr_is_one_json_record_per_line_when_it_is_not_a_terminal(tmp_path, source):
+    """The log format itself (journald-ready), so reading the log is this test's subject."""
+    with start(tmp_path, source, "--max-frames", "2") as daemon:
+        assert daemon.wait() == 0, daemon.log_tail()
+    records = [json.loads(line) for line in daemon.log_path.read_text().splitlines()]
+    assert all({"level", "msg"} <= set(r) for r in records)
+    verdict_lines = [r for r in records if r["level"] == "INFO" and r["msg"].startswith("seq=")]
+    assert [r["msg"].split()[0] for r in verdict_lines] == [f"seq={m['seq']}" for m in daemon.of("verdict")]
+    assert len(verdict_lines) == 2
 
 
 @needs_demo
-def test_sigterm_mid_stream_publishes_the_frame_in_flight_and_exits_0(tmp_path, source, sub):
-    port = free_port()
-    sub.connect(f"tcp://127.0.0.1:{port}")
-    proc = start(daemon_cmd(source, f"tcp://127.0.0.1:{port}", "--loop", "--fps", "10"), tmp_path / "daemon.log")
-    messages: list[dict] = []
-    deadline = time.monotonic() + 60
-    while len(messages) < 4 and time.monotonic() < deadline:
-        if sub.poll(200):
-            messages.append(json.loads(sub.recv_multipart()[1]))
-    assert len(messages) >= 4, (tmp_path / "daemon.log").read_text()
-    proc.send_signal(signal.SIGTERM)
-    messages += receive_until_exit(sub, proc, deadline_s=30)
-    log = (tmp_path / "daemon.log").read_text()
-    assert proc.returncode == 0, log
-    seqs = [m["seq"] for m in messages]
+def test_send_map_adds_the_anomaly_map_png_frame(tmp_path, source):
+    with start(tmp_path, source, "--send-map", "--max-frames", "2") as daemon:
+        assert daemon.wait() == 0, daemon.log_tail()
+    verdicts = [r for r in daemon.received if r.kind == "verdict"]
+    assert len(verdicts) == 2 and all(r.payload["has_map"] is True for r in verdicts)
+    assert all(r.attachment is not None and r.attachment.startswith(b"\x89PNG") for r in verdicts)
+
+
+@needs_demo
+def test_sigterm_mid_stream_exits_0_after_publishing_every_frame_it_grabbed(tmp_path, source):
+    with start(tmp_path, source, "--loop", "--fps", "10") as daemon:
+        daemon.wait_for(lambda d: len(d.of("verdict")) >= 4, what="4 verdicts")
+        assert daemon.terminate() == 0, daemon.log_tail()
+    seqs = [m["seq"] for m in daemon.of("verdict")]
     assert seqs == list(range(1, len(seqs) + 1))
-    assert f"last_seq={seqs[-1]}" in log
-    assert "received SIGTERM" in log
+    stopped = daemon.stopped()
+    counters = stopped["counters"]
+    assert stopped["last_seq"] == seqs[-1] == counters["verdicts"] and stopped["failure"] is None
+    assert counters["frames"] == counters["verdicts"] and counters["drops"] == {} and stopped["balanced"]
 
 
 @needs_demo
 def test_subscribe_command_receives_count_verdicts_and_exits_0(tmp_path, source):
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    daemon = start(daemon_cmd(source, endpoint, "--loop", "--fps", "10", "--station", "line2"), tmp_path / "d.log")
-    try:
+    with start(tmp_path, source, "--loop", "--fps", "10", "--station", "line2") as daemon:
         watcher = subprocess.run(
-            [sys.executable, "-m", "edge", "subscribe", endpoint, "--count", "3", "--json", "--timeout", "30",
+            [sys.executable, "-m", "edge", "subscribe", daemon.endpoint, "--count", "3", "--json", "--timeout", "30",
              "--station", "line2"],
             cwd=REPO, env=ENV, capture_output=True, text=True, timeout=90,
         )
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=30) == 0, (tmp_path / "d.log").read_text()
+        assert daemon.terminate() == 0, daemon.log_tail()
     assert watcher.returncode == 0, watcher.stderr
     lines = [json.loads(line) for line in watcher.stdout.splitlines()]
     assert len(lines) == 3 and all(m["station"] == "line2" for m in lines)
     assert [m["seq"] for m in lines] == list(range(lines[0]["seq"], lines[0]["seq"] + 3))
-    assert "received=3 gaps=0" in watcher.stderr
+    assert "received=3 gaps=0" in watcher.stderr  # the subscribe command's own summary line
 
 
 def test_subscribe_command_exits_1_after_timeout_without_count():
@@ -220,4 +178,5 @@ def test_missing_source_and_taken_port_exit_2_with_one_line(tmp_path):
         busy = subprocess.run(daemon_cmd(DEMO_IMAGES, f"tcp://127.0.0.1:{port}"),
                               cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
     assert busy.returncode == 2
-    assert "address already in use" in busy.stderr
+    errors = [line for line in busy.stderr.splitlines() if line.startswith("edge-inspect: error:")]
+    assert len(errors) == 1 and "address already in use" in errors[0]

@@ -8,15 +8,14 @@ sequence has no gap, and each decision equals the one edge-eval made at the same
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import zmq
 
 from edge.model.bundle import load_bundle
+from edge.tools.harness import RunningDaemon, free_port
 
 BIN = Path(sys.executable).parent
 
@@ -27,17 +26,12 @@ def cli(name: str, *args: str, timeout: float = 600) -> subprocess.CompletedProc
     return result
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, bottle):
     work = tmp_path_factory.mktemp("pipeline")
+    # Seeded split and coreset on the CPU: the same run, hence the same figures, every time.
     cli("edge-train", "--data", bottle, "--out", work / "run", "--max-images", 16, "--coreset-ratio", 0.05,
-        "--device", "cpu")
+        "--device", "cpu", "--seed", 0)
     cli("edge-export", work / "run", "--out", work / "bundle")
     cli("edge-calibrate", work / "bundle")
     report = cli("edge-eval", work / "bundle", "--data", bottle, "--json", work / "eval.json")
@@ -58,31 +52,16 @@ def test_eval_reports_every_figure_per_defect_type_and_overall(pipeline, bottle)
     assert "overall" in stdout
 
 
-def test_daemon_publishes_one_verdict_per_frame_matching_eval_decisions(pipeline, bottle):
+def test_daemon_publishes_one_verdict_per_frame_matching_eval_decisions(pipeline, bottle, tmp_path):
     work, figures, _ = pipeline
-    port = free_port()
-    endpoint = f"tcp://127.0.0.1:{port}"
-    context = zmq.Context.instance()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"verdict.")
-    sub.setsockopt(zmq.RCVTIMEO, 60_000)
-    sub.connect(endpoint)
-    daemon = subprocess.Popen(
-        [str(BIN / "edge-inspect"), "--camera", "sim", "--bundle", work / "bundle", "--source", bottle / "test",
-         "--publish", endpoint, "--wait-subscriber", "30", "--station", "line1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        messages = []
-        for _ in range(83):
-            topic, payload, *_ = sub.recv_multipart()
-            assert topic == b"verdict.line1"
-            messages.append(json.loads(payload))
-        _, stderr = daemon.communicate(timeout=60)
-        assert daemon.returncode == 0, stderr
-    finally:
-        daemon.kill()
-        sub.close(linger=0)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    args = ["--camera", "sim", "--bundle", str(work / "bundle"), "--source", str(bottle / "test"),
+            "--publish", endpoint, "--wait-subscriber", "30", "--station", "line1"]
+    with RunningDaemon(tmp_path, args=args, endpoint=endpoint, command=[str(BIN / "edge-inspect")]) as daemon:
+        assert daemon.wait(timeout_s=600) == 0, daemon.log_tail()
+    messages = daemon.of("verdict")
+    assert len(messages) == 83 and all(m["station"] == "line1" for m in messages)
+    assert daemon.stopped()["counters"]["frames"] == 83 and daemon.stopped()["balanced"]
     seqs = [m["seq"] for m in messages]
     assert seqs == list(range(seqs[0], seqs[0] + 83))
     eval_verdicts = {Path(r["path"]).resolve(): r["verdict"] for r in figures["images"]}

@@ -5,7 +5,8 @@ Simulated producers prove the code paths; only a real device proves the set-up a
 ``EDGE_TEST_CTI=/opt/vendor/lib/producer.cti pytest tests/integration/test_real_camera.py``
 opens the first device the producer lists, sets Width/Height where the camera lets it, grabs a
 few frames through :class:`GenTLCamera` and then runs the daemon on it. Without the variable
-every test here skips with that reason.
+every test here skips with that reason, under CI too: they are the ``real_camera`` tests, the only
+ones allowed to skip there (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.integration.daemon_runner import run_daemon
+from edge.tools.harness import run_daemon
 
 CTI = os.environ.get("EDGE_TEST_CTI", "")
-pytestmark = pytest.mark.skipif(
-    not CTI, reason="no real camera: set EDGE_TEST_CTI to the GenTL producer (.cti) of an attached camera"
-)
+pytestmark = [
+    pytest.mark.real_camera,
+    pytest.mark.skipif(not CTI, reason="no real camera: set EDGE_TEST_CTI to the GenTL producer (.cti) of an "
+                       "attached camera"),
+]
 FRAMES = 5
 SIZE_LIMIT = (640, 480)  # small enough to be quick on any camera, large enough to be a real image
 
@@ -90,9 +93,10 @@ def test_first_device_delivers_frames_of_the_configured_size(size_features):
 
 
 def test_daemon_on_the_real_camera_publishes_one_verdict_per_frame(tmp_path, size_features):
-    code, events, log = run_daemon(tmp_path, camera_config(size_features, max_frames=FRAMES), deadline_s=120)
-    assert code == 0, log
-    verdicts = [m for kind, m in events if kind == "verdict"]
-    assert [m["seq"] for m in verdicts] == list(range(1, FRAMES + 1)), log
+    result = run_daemon({"camera": camera_config(size_features, max_frames=FRAMES)}, workdir=tmp_path,
+                        deadline_s=120)
+    assert result.exit_code == 0, result.log_tail
+    verdicts = result.of("verdict")
+    assert [m["seq"] for m in verdicts] == list(range(1, FRAMES + 1)), result.log_tail
     assert all(m["error"] is None and m["verdict"] in ("OK", "NG") for m in verdicts), verdicts
     assert all(m["timestamp_clock"] in ("device", "host") for m in verdicts)

@@ -8,6 +8,7 @@ import numpy as np
 
 from edge.model.bundle import Bundle, BundleError
 from edge.model.engines.base import RuntimeOptions, check_map_shape
+from edge.model.formats import GraphFormat
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ class OnnxRuntimeBackend:
     """onnxruntime on the CPU, with the thread count under the caller's control (ONNX graphs only)."""
 
     name = "onnxruntime"
-    formats = ("onnx",)
+    formats = (GraphFormat.ONNX,)
 
     def __init__(self, bundle: Bundle, options: RuntimeOptions) -> None:
         import onnxruntime as ort  # imported here so that a runtime without it can still load bundles

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.configfields import systemd_state_directory
 from edge.model.bundle import Bundle, BundleError
 from edge.model.engines.base import RuntimeOptions, check_map_shape
+from edge.model.formats import GraphFormat
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ class OpenVinoBackend:
     """
 
     name = "openvino"
-    formats = ("onnx", "openvino")
+    formats = (GraphFormat.ONNX, GraphFormat.OPENVINO)
 
     def __init__(self, bundle: Bundle, options: RuntimeOptions) -> None:
         import openvino as ov  # imported here: the daemon loads only the engine it runs
@@ -80,12 +82,13 @@ def resolve_cache_dir(bundle: Bundle, options: RuntimeOptions) -> Path | None:
     """Where OpenVINO may cache compiled models; never the working directory."""
     if not options.cache:
         return None
+    state_directory = systemd_state_directory()
     if options.cache_dir is not None:
         path = Path(options.cache_dir).expanduser()
         if not path.is_absolute():
             raise BundleError(f"cache_dir {path}: must be an absolute path (the working directory may be /)")
-    elif os.environ.get("STATE_DIRECTORY"):
-        path = Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / "openvino-cache" / bundle.bundle_id
+    elif state_directory is not None:
+        path = state_directory / "openvino-cache" / bundle.bundle_id
     else:
         path = bundle.root / CACHE_SUBDIR / "openvino"
     try:

@@ -16,11 +16,11 @@ def test_bundle_is_one_self_contained_graph_with_recorded_parity(tiny_bundle, ti
     graph = onnx.load(str(bundle.graph_path))
     assert [i.name for i in graph.graph.input] == ["image"]
     assert [o.name for o in graph.graph.output] == ["anomaly_map", "score"]
-    parity = bundle.meta["export"]["parity"]
-    assert parity["n_images"] > 0
-    assert parity["max_rel_score_diff"] <= parity["tolerance"] == export.build.PARITY_TOLERANCE
-    for name, entry in bundle.meta["files"].items():
-        assert sha256_file(tiny_bundle / name) == entry["sha256"]
+    parity = bundle.manifest.export.parity
+    assert parity.n_images > 0
+    assert parity.max_rel_score_diff <= parity.tolerance == export.build.PARITY_TOLERANCE
+    for name, entry in bundle.manifest.files.items():
+        assert sha256_file(tiny_bundle / name) == entry.sha256
 
 
 def test_training_manifest_lists_every_training_image(tiny_bundle, tiny_run):
@@ -67,10 +67,10 @@ def test_map_stride_override_exports_the_map_it_declares_and_still_matches_torch
     out = build_bundle(tiny_run, tmp_path / f"s{stride}", map_stride=stride)
     bundle = load_bundle(out, require_thresholds=False)
     size = (bundle.spec.height // stride, bundle.spec.width // stride)
-    assert bundle.meta["outputs"]["anomaly_map"]["shape"] == [1, 1, *size]
-    assert bundle.meta["model"]["config"]["map_stride"] == stride
-    parity = bundle.meta["export"]["parity"]
-    assert parity["max_rel_score_diff"] <= parity["tolerance"]
+    assert bundle.manifest.outputs.anomaly_map.shape == (1, 1, *size)
+    assert bundle.manifest.model.config["map_stride"] == stride
+    parity = bundle.manifest.export.parity
+    assert parity.max_rel_score_diff <= parity.tolerance
     calibrate(out)
     image = read_image(min((bottle / "test" / "broken_large").glob("*.png")))
     for backend in ("onnxruntime", "openvino"):
@@ -92,8 +92,8 @@ def test_bundle_carries_a_self_test_probe_that_the_edge_scores_as_recorded(tiny_
     from edge.model.selftest import run_selftest
 
     bundle = load_bundle(tiny_bundle)
-    spec = bundle.meta["selftest"]
-    assert spec["image"] in bundle.meta["files"] and spec["tolerance"] == export.build.PARITY_TOLERANCE
+    spec = bundle.manifest.selftest
+    assert spec.image in bundle.manifest.files and spec.tolerance == export.build.PARITY_TOLERANCE
     result = run_selftest(bundle, Inspector(bundle))
     assert result is not None and result["abs_diff"] <= result["limit"]
     for backend in ("openvino",):  # the same ONNX graph on the other engine passes too
@@ -102,7 +102,7 @@ def test_bundle_carries_a_self_test_probe_that_the_edge_scores_as_recorded(tiny_
     tampered = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, tampered)
     meta = yaml.safe_load((tampered / "bundle.yaml").read_text())
-    meta["selftest"]["score"] = spec["score"] * 1.01 + 0.01
+    meta["selftest"]["score"] = spec.score * 1.01 + 0.01
     (tampered / "bundle.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     moved = load_bundle(tampered)
     with pytest.raises(BundleError, match="self-test failed"):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from export.formats import check_format, supported_pairs
+from edge.model.formats import check_format, supported_pairs
 
 
 def test_supported_pair_is_accepted():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from edge.model.bundle import load_bundle, sha256_file
+from edge.model.formats import GraphFormat, Precision
 from edge.model.imageio import read_image
 from edge.model.inspector import Inspector
 from export.build import ExportError, ReducedPrecisionOptions, build_bundle
@@ -15,17 +16,20 @@ FP16_SCORE_RTOL = 1e-2  # FP16 weights, FP32 compute: measured 0.2 % on bottle
 def test_openvino_fp16_bundle_lists_xml_and_bin_and_stays_near_fp32(tiny_run, tiny_bundle, bottle, tmp_path):
     out = build_bundle(tiny_run, tmp_path / "fp16", "openvino", "fp16")
     bundle = load_bundle(out, require_thresholds=False)
-    assert bundle.meta["graph"]["format"] == "openvino" and bundle.meta["graph"]["precision"] == "fp16"
-    assert set(bundle.meta["files"]) == {"model.xml", "model.bin", "train_images.sha256", "selftest.png"}
+    manifest = bundle.manifest
+    assert (manifest.graph.format, manifest.graph.precision) == (GraphFormat.OPENVINO, Precision.FP16)
+    assert set(manifest.files) == {"model.xml", "model.bin", "train_images.sha256", "selftest.png"}
+    assert manifest.bundle_id.startswith("patchcore-mobilenet_v2-fp16-")
     # The probe's recorded score is the FP16 graph's own, so the edge's self-test holds it to that graph.
     from edge.model.inspector import Inspector
     from edge.model.selftest import run_selftest
 
     selftest = run_selftest(bundle, Inspector(bundle))
     assert selftest is not None and selftest["abs_diff"] <= selftest["limit"]
-    for name, entry in bundle.meta["files"].items():
-        assert sha256_file(out / name) == entry["sha256"]
-    assert bundle.meta["export"]["accuracy_guard"]["passed"] is True
+    for name, entry in manifest.files.items():
+        assert sha256_file(out / name) == entry.sha256
+    assert manifest.export.accuracy_guard.passed is True
+    assert manifest.export.derived is not None and manifest.export.quantization is None
     fp32 = Inspector(load_bundle(tiny_bundle), threads=1)
     fp16 = Inspector(bundle, threads=1)
     assert fp16.backend.name == "openvino"
@@ -45,6 +49,7 @@ def test_guard_refuses_int8_calibrated_on_unrepresentative_images_and_force_reco
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib"]
     forced = build_bundle(tiny_run, tmp_path / "forced", "openvino", "int8",
                           reduced=ReducedPrecisionOptions(calib_dir=calib, force=True))
-    record = load_bundle(forced, require_thresholds=False).meta["export"]
-    assert record["accuracy_guard"]["passed"] is False and record["accuracy_guard"]["forced"] is True
-    assert record["calibration"]["count"] == 2 and record["calibration"]["source"] == str(calib.resolve())
+    record = load_bundle(forced, require_thresholds=False).manifest.export
+    assert record.accuracy_guard.passed is False and record.accuracy_guard.forced is True
+    assert record.calibration.count == 2 and record.calibration.source == str(calib.resolve())
+    assert record.quantization is not None and record.quantization.fp32_ops > 0

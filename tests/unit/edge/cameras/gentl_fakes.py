@@ -94,6 +94,7 @@ class FakeAcquirer:
         self.num_buffers = 3
         self.min_num_buffers = 2
         self.try_fetches = 0
+        self.fetch_timeouts: list[float] = []  # the timeout of every fetch, as the camera asked
 
     def add_callback(self, event: Any, callback: Any) -> None:
         self.callbacks[event] = callback
@@ -111,6 +112,7 @@ class FakeAcquirer:
         from genicam.gentl import TimeoutException
         from harvesters.core import ImageAcquirer
 
+        self.fetch_timeouts.append(timeout)
         while True:
             if self.waiting:
                 return self._buffer(self.waiting.popleft())

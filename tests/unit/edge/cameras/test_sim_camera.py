@@ -1,17 +1,83 @@
-"""The sim camera replays files like a line camera: paced, finite or looping, never raising on a bad file."""
+"""The sim camera replays files like a line camera: paced, finite or looping, never raising on a bad file.
+
+Pacing is checked on a fake monotonic clock that moves only when the camera waits (the
+``clock`` fixture), so what is asserted is the schedule itself (which waits, how long, which
+frame is late), never how long this machine took.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
+import edge.cameras.pacing
+import edge.cameras.sim
 from edge.cameras import CAMERAS, CameraDisconnected, CameraError, GrabTimeout, create_camera
 from edge.cameras.sim import SimCamera, SimCameraConfig
+
+
+class FakeClock:
+    """``time.monotonic`` for the sim camera and its pacer; it advances only by the waits they make."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class ClockEvent:
+    """The camera's ``closed`` event on the fake clock: a wait that is not cut short by close() passes time."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._set:
+            return True
+        assert timeout is not None, "the camera never waits without a timeout"
+        self.clock.waits.append(timeout)
+        self.clock.now += timeout
+        return False
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(edge.cameras.pacing, "time", SimpleNamespace(monotonic=fake.monotonic))
+    monkeypatch.setattr(edge.cameras.sim, "time", SimpleNamespace(monotonic=fake.monotonic, time=time.time,
+                                                                  perf_counter=time.perf_counter))
+    monkeypatch.setattr(edge.cameras.sim, "threading", SimpleNamespace(Event=lambda: ClockEvent(fake)))
+    return fake
+
+
+class WatchedEvent(threading.Event):
+    """A real event that says when someone starts waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
 
 
 def write_images(folder: Path, count: int, prefix: str = "img") -> list[Path]:
@@ -56,43 +122,41 @@ def test_replays_every_image_in_sorted_order_then_ends(tmp_path):
     assert all(abs(f.t_capture - time.time()) < 60 for f in frames)
 
 
-def test_paces_frames_at_the_requested_fps(tmp_path):
+def test_paces_frames_at_the_requested_fps(tmp_path, clock):
     write_images(tmp_path, 8)
-    camera = open_camera(source=str(tmp_path), fps=20)
-    start = time.monotonic()
-    frames = grab_all(camera)
-    elapsed = time.monotonic() - start
-    expected = (len(frames) - 1) / 20  # the first frame is due at once
+    frames = grab_all(open_camera(source=str(tmp_path), fps=20))
     assert len(frames) == 8
-    assert 0.7 * expected <= elapsed <= 2.0 * expected + 0.3
+    # The first frame is due at once, each next one a period (1/20 s) after the one before.
+    assert clock.waits == pytest.approx([0.05] * 7)
 
 
-def test_slow_consumer_does_not_get_a_catch_up_burst(tmp_path):
+def test_slow_consumer_does_not_get_a_catch_up_burst(tmp_path, clock):
     write_images(tmp_path, 4)
     camera = open_camera(source=str(tmp_path), fps=20)
     camera.grab(timeout=1.0)
-    time.sleep(0.3)  # six periods late
+    clock.now += 0.3  # the consumer comes back six periods late
+    camera.grab(timeout=1.0)  # overdue: at once, and counted as late
+    assert clock.waits == [] and camera.stats()["late_triggers"] == 1
     camera.grab(timeout=1.0)
-    start = time.monotonic()
-    camera.grab(timeout=1.0)
-    assert time.monotonic() - start >= 0.03  # the schedule restarted: the next frame waits a period
+    assert clock.waits == pytest.approx([0.05])  # the schedule restarted: the next frame waits a whole period
 
 
-def test_fps_zero_replays_as_fast_as_possible(tmp_path):
+def test_fps_zero_replays_as_fast_as_possible(tmp_path, clock):
     write_images(tmp_path, 20)
-    start = time.monotonic()
     frames = grab_all(open_camera(source=str(tmp_path), fps=0))
     assert len(frames) == 20
-    assert time.monotonic() - start < 2.0
+    assert clock.waits == []  # never waits for a slot
 
 
-def test_grab_raises_timeout_when_the_next_frame_is_not_due(tmp_path):
+def test_grab_raises_timeout_when_the_next_frame_is_not_due(tmp_path, clock):
     write_images(tmp_path, 2)
     camera = open_camera(source=str(tmp_path), fps=2)
     assert camera.grab(timeout=1.0).frame_id == 1
     with pytest.raises(GrabTimeout):
         camera.grab(timeout=0.05)
+    assert clock.waits == pytest.approx([0.05])  # waited its timeout, not the 0.5 s to the next slot
     assert camera.grab(timeout=2.0).frame_id == 2
+    assert clock.waits == pytest.approx([0.05, 0.45])  # then the rest of the period
 
 
 def test_loop_starts_again_and_max_frames_stops_it(tmp_path):
@@ -107,14 +171,25 @@ def test_max_frames_stops_a_finite_source_early(tmp_path):
     assert len(grab_all(open_camera(source=str(tmp_path), max_frames=2))) == 2
 
 
-def test_close_ends_a_grab_waiting_in_another_thread(tmp_path):
+def test_close_ends_a_grab_waiting_in_another_thread(tmp_path, monkeypatch):
+    events: list[WatchedEvent] = []
+
+    def watched_event() -> WatchedEvent:
+        events.append(WatchedEvent())
+        return events[-1]
+
+    monkeypatch.setattr(edge.cameras.sim, "threading", SimpleNamespace(Event=watched_event))
     write_images(tmp_path, 2)
-    camera = open_camera(source=str(tmp_path), fps=0.5)
+    camera = open_camera(source=str(tmp_path), fps=0.001)  # the second frame is due in 1000 s
     camera.grab(timeout=1.0)
-    threading.Timer(0.1, camera.close).start()
-    start = time.monotonic()
-    assert camera.grab(timeout=5.0) is None
-    assert time.monotonic() - start < 1.5
+    (closed,) = events
+    result: list = []
+    grabber = threading.Thread(target=lambda: result.append(camera.grab(timeout=600.0)))
+    grabber.start()
+    assert closed.waiting.wait(30), "the grab never started waiting"
+    camera.close()
+    grabber.join(30)  # without close() it would wait out its 600 s timeout
+    assert not grabber.is_alive() and result == [None]
 
 
 def test_corrupt_file_gives_an_error_frame_and_the_stream_goes_on(tmp_path):
@@ -181,7 +256,7 @@ def test_injected_incomplete_buffers_are_skipped_free_run_and_error_frames_when_
     assert triggered.stats()["triggers"] == 6 and triggered.stats()["trigger_misses"] == 2
 
 
-def test_injected_timeout_and_device_loss_then_reopen_continues_the_replay(tmp_path):
+def test_injected_timeout_and_device_loss_then_reopen_continues_the_replay(tmp_path, clock):
     paths = write_images(tmp_path, 5)
     camera = open_camera(source=str(tmp_path), faults={"timeout_every": 2, "disconnect_after": 2, "down_for_s": 0.2})
     assert camera.grab(1.0).source == str(paths[0])
@@ -193,7 +268,7 @@ def test_injected_timeout_and_device_loss_then_reopen_continues_the_replay(tmp_p
     camera.close()
     with pytest.raises(CameraError, match="device not found"):
         camera.open()
-    time.sleep(0.25)
+    clock.now += 0.25  # the device is back after down_for_s
     camera.open()
     with pytest.raises(GrabTimeout):  # grab 4 of every-2nd-times-out
         camera.grab(1.0)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 
 import pytest
 import zmq
 from pydantic import ValidationError
 
-from edge.control.server import ControlConfig, ControlError, ControlServer, request
 from edge.control.curve import make_client
+from edge.control.keys import KeyFileError
+from edge.control.server import ControlConfig, ControlError, ControlServer, request
 from tests.unit.edge.control.curve_keys import CurveKeys, make_keys
 
 COMMANDS = ("status", "trigger", "reload", "pause", "resume")
@@ -71,6 +73,26 @@ def test_a_client_with_an_unknown_key_gets_nothing_and_is_logged(server, keys, h
     stranger = keys.stranger_public.read_text().split('public-key = "')[1].split('"')[0]
     refusals = [r.getMessage() for r in caplog.records if r.name == "edge.control.curve" and "refused" in r.getMessage()]
     assert len(refusals) == 1 and "unknown key" in refusals[0] and stranger in refusals[0]
+
+
+def test_a_key_added_to_the_allow_list_is_answered_after_a_reload_without_a_restart(server, keys, handlers):
+    def as_stranger() -> dict:
+        return request(server.bound_endpoint, "status", server_key=keys.server_public,
+                       client_key=keys.stranger_secret, timeout_s=TIMEOUT_S)
+
+    with pytest.raises(ControlError, match="no reply"):
+        as_stranger()
+    shutil.copy(keys.stranger_public, keys.allowed_clients)
+    assert server.reload_allowed_clients() == 2
+    assert as_stranger() == {"ok": True, "result": {"command": "status", "args": {}}}
+    assert allowed_request(server, keys, "status")["ok"] is True  # the client allowed before still is
+
+
+def test_a_damaged_key_file_keeps_the_allow_list_in_use(server, keys):
+    (keys.allowed_clients / "damaged.key").write_text("not a key\n")
+    with pytest.raises(KeyFileError, match="damaged.key"):
+        server.reload_allowed_clients()
+    assert allowed_request(server, keys, "status")["ok"] is True
 
 
 def test_a_client_without_curve_gets_nothing(server, handlers):

@@ -10,9 +10,9 @@ import threading
 import pytest
 import zmq
 
-from edge.daemon.config import load_config
+from edge.control.curve import CurveServerConfig, make_client
 from edge.control.server import ControlConfig
-from edge.control.curve import CurveServerConfig, make_client, reload_allowed_clients
+from edge.daemon.config import load_config
 from edge.wire.publisher import Publisher, PublishError
 from edge.wire.subscriber import subscribe
 from tests.unit.edge.control.curve_keys import CurveKeys, make_keys
@@ -101,6 +101,11 @@ def test_subscribe_with_only_one_key_exits_2(keys):
     assert code == 2 and "give both" in err.getvalue()
 
 
+def test_a_plain_publisher_has_no_allow_list_to_reload():
+    with Publisher("tcp://127.0.0.1:0", linger_ms=0) as plain:
+        assert plain.reload_allowed_clients() is None
+
+
 def test_publisher_with_a_missing_allow_list_fails_clearly(keys, tmp_path):
     curve = keys.server_config().model_copy(update={"allowed_clients": tmp_path / "absent"})
     with pytest.raises(PublishError, match="allowed-clients folder not found"):
@@ -109,7 +114,7 @@ def test_publisher_with_a_missing_allow_list_fails_clearly(keys, tmp_path):
 
 def test_reload_admits_a_key_added_to_the_allow_list(publisher, context, keys):
     shutil.copy(keys.stranger_public, keys.allowed_clients)
-    assert reload_allowed_clients(publisher._authenticator, keys.server_config()) == 2
+    assert publisher.reload_allowed_clients() == 2
     newcomer = curve_sub(context, publisher.bound_endpoint, keys, keys.stranger_secret)
     assert publisher.wait_for_subscriber(5.0) is True
     publisher.send(VERDICT)

@@ -1,11 +1,14 @@
 """Bundle validation refuses every broken bundle with one line naming the problem."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
 
 from edge.model.bundle import BUNDLE_FILE, BundleError, load_bundle, read_bundle_yaml, write_bundle_yaml
+
+DEMO_BUNDLE = Path(__file__).resolve().parents[4] / "edge" / "demo" / "bundle"
 
 
 @pytest.fixture
@@ -13,10 +16,16 @@ def bundle_copy(tiny_bundle, tmp_path):
     return shutil.copytree(tiny_bundle, tmp_path / "bundle")
 
 
+@pytest.fixture
+def demo_copy(tmp_path):
+    return shutil.copytree(DEMO_BUNDLE, tmp_path / "demo")
+
+
 def edit(bundle_dir, change):
+    """Change the raw bundle.yaml data and write it back as plain YAML (the writer would refuse a broken one)."""
     meta = read_bundle_yaml(bundle_dir)
     change(meta)
-    write_bundle_yaml(bundle_dir, meta)
+    (Path(bundle_dir) / BUNDLE_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
 
 
 def refusal(bundle_dir, **kwargs) -> str:
@@ -29,15 +38,25 @@ def refusal(bundle_dir, **kwargs) -> str:
 
 def test_a_calibrated_bundle_loads_with_its_contract(tiny_bundle):
     bundle = load_bundle(tiny_bundle)
+    manifest = bundle.manifest
     assert bundle.thresholds is not None and bundle.thresholds.image > 0
-    stride = bundle.meta["model"]["config"]["map_stride"]
-    assert bundle.meta["outputs"]["anomaly_map"]["shape"] == [1, 1, bundle.spec.height // stride,
-                                                              bundle.spec.width // stride]
+    stride = manifest.model.config["map_stride"]
+    assert manifest.outputs.anomaly_map.shape == (1, 1, bundle.spec.height // stride, bundle.spec.width // stride)
     assert bundle.map_shape == (bundle.spec.height // stride, bundle.spec.width // stride)
-    assert bundle.meta["model"]["family"] == "patchcore"
-    assert set(bundle.meta["tools"]) >= {"python", "torch", "onnx", "onnxruntime", "edge"}
-    assert bundle.meta["training"]["n_train_images"] > 0
-    assert bundle.meta["export"]["parity"]["max_rel_score_diff"] <= bundle.meta["export"]["parity"]["tolerance"]
+    assert manifest.model.family == "patchcore"
+    assert manifest.tools is not None and set(manifest.tools) >= {"python", "torch", "onnx", "onnxruntime", "edge"}
+    assert manifest.training is not None and manifest.training.n_train_images > 0
+    assert manifest.export is not None and manifest.export.parity is not None
+    assert manifest.export.parity.max_rel_score_diff <= manifest.export.parity.tolerance
+
+
+def test_the_demo_bundle_loads_and_is_rewritten_byte_for_byte(demo_copy):
+    """The writer keeps every key of an existing bundle, in the order bundle.yaml has always had."""
+    original = (demo_copy / BUNDLE_FILE).read_text()
+    bundle = load_bundle(demo_copy)
+    assert bundle.manifest.selftest is not None and bundle.manifest.thresholds is not None
+    write_bundle_yaml(demo_copy, bundle.manifest)
+    assert (demo_copy / BUNDLE_FILE).read_text() == original
 
 
 def test_hash_mismatch_is_refused(bundle_copy):
@@ -60,7 +79,7 @@ def test_unknown_schema_version_is_refused(bundle_copy):
 
 def test_missing_threshold_is_refused_unless_calibrating(bundle_copy):
     edit(bundle_copy, lambda m: m["thresholds"].pop("image"))
-    assert "missing threshold thresholds.image" in refusal(bundle_copy)
+    assert "bundle.yaml: thresholds.image: Field required" in refusal(bundle_copy)
     edit(bundle_copy, lambda m: m.update(thresholds=None))
     assert "edge-calibrate" in refusal(bundle_copy)
     assert load_bundle(bundle_copy, require_thresholds=False).thresholds is None
@@ -76,13 +95,83 @@ def test_missing_bundle_yaml_and_garbage_yaml_are_refused(bundle_copy, tmp_path)
 
 def test_unsupported_input_spec_is_refused_by_field(bundle_copy):
     edit(bundle_copy, lambda m: m["input"].update(resize="letterbox"))
-    assert "resize rule 'letterbox'" in refusal(bundle_copy)
+    assert "input.resize: Input should be 'stretch' (got 'letterbox')" in refusal(bundle_copy)
 
 
 def test_write_is_atomic_and_leaves_no_temp_files(bundle_copy):
-    edit(bundle_copy, lambda m: m.update(note="x"))
-    assert yaml.safe_load((bundle_copy / BUNDLE_FILE).read_text())["note"] == "x"
+    manifest = load_bundle(bundle_copy).manifest
+    manifest.training.seed = 7
+    write_bundle_yaml(bundle_copy, manifest)
+    assert yaml.safe_load((bundle_copy / BUNDLE_FILE).read_text())["training"]["seed"] == 7
     assert not list(bundle_copy.glob(".bundle.*"))
+
+
+def test_the_writer_refuses_a_manifest_the_edge_would_refuse(demo_copy):
+    manifest = load_bundle(demo_copy).manifest
+    manifest.thresholds.image = -1.0  # plain assignment is not validated; the writer is
+    with pytest.raises(BundleError, match="thresholds.image: Input should be greater than 0"):
+        write_bundle_yaml(demo_copy, manifest)
+    assert load_bundle(demo_copy).thresholds.image > 0  # the file on disk is untouched
+
+
+def _drop(path):
+    def change(meta):
+        *parents, key = path
+        node = meta
+        for part in parents:
+            node = node[part]
+        del node[key]
+    return change
+
+
+def _set(path, value):
+    def change(meta):
+        *parents, key = path
+        node = meta
+        for part in parents:
+            node = node[part]
+        node[key] = value
+    return change
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    # a field removed
+    (_drop(["bundle_id"]), "bundle_id: Field required"),
+    (_drop(["graph", "file"]), "graph.file: Field required"),
+    (_drop(["outputs", "score", "name"]), "outputs.score.name: Field required"),
+    (_drop(["normalization", "method"]), "normalization.method: Field required"),
+    (_drop(["files", "model.onnx", "sha256"]), "files.model.onnx.sha256: Field required"),
+    (_drop(["selftest", "score"]), "selftest.score: Field required"),
+    # a field of the wrong type
+    (_set(["input", "height"], "tall"), "input.height: Input should be a valid integer"),
+    (_set(["thresholds", "image"], "high"), "thresholds.image: Input should be a valid number"),
+    (_set(["graph", "format"], "tflite"), "graph.format: Input should be 'onnx' or 'openvino'"),
+    (_set(["files"], ["model.onnx"]), "files: Input should be a valid dictionary"),
+    (_set(["input", "mean"], [0.5, 0.5]), "input.mean.2: Field required"),
+    # a value out of range
+    (_set(["thresholds", "image"], -1.0), "thresholds.image: Input should be greater than 0 (got -1.0)"),
+    (_set(["thresholds", "pixel"], float("nan")), "thresholds.pixel: Input should be a finite number"),
+    (_set(["input", "height"], 16), "input.height: Input should be greater than or equal to 32"),
+    (_set(["input", "std"], [0.2, 0.0, 0.2]), "input.std.1: Input should be greater than 0"),
+    (_set(["graph", "precision"], "fp16"), "graph: Value error, unsupported format/precision onnx/fp16"),
+    (_set(["graph", "file"], "model.xml"), "graph: Value error, graph file 'model.xml' does not end in .onnx"),
+    (_set(["files", "model.onnx", "sha256"], "abc"), "files.model.onnx.sha256: String should match pattern"),
+    (_set(["files"], {}), "files: Dictionary should have at least 1 item"),
+    # a key the edge would otherwise silently ignore
+    (_set(["graph", "input"], "image"), "graph.input: Extra inputs are not permitted"),
+    (_set(["thresholdz"], {"image": 1.0}), "thresholdz: Extra inputs are not permitted"),
+])
+def test_a_field_removed_retyped_or_out_of_range_is_refused_naming_it(demo_copy, change, expected):
+    edit(demo_copy, change)
+    message = refusal(demo_copy)
+    assert message.startswith(f"{demo_copy / BUNDLE_FILE}: {expected}"), message
+
+
+def test_extra_keys_in_the_records_of_how_a_bundle_was_made_are_kept(demo_copy):
+    edit(demo_copy, _set(["training", "operator"], "line 3 night shift"))
+    bundle = load_bundle(demo_copy)
+    write_bundle_yaml(demo_copy, bundle.manifest)
+    assert read_bundle_yaml(demo_copy)["training"]["operator"] == "line 3 night shift"
 
 
 @pytest.mark.parametrize("shape", [[1, 1, 100, 64], [1, 2, 64, 64], [1, 1, 64], "256x256"])

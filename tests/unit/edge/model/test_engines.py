@@ -5,10 +5,11 @@ import shutil
 import numpy as np
 import pytest
 
-from edge.model.bundle import BundleError, load_bundle, read_bundle_yaml, write_bundle_yaml
+from edge.model.bundle import BundleError, load_bundle, write_bundle_yaml
+from edge.model.engines import BACKENDS, DEFAULT_BACKEND, RuntimeOptions, backend_for
+from edge.model.formats import FORMATS, GraphFormat
 from edge.model.imageio import read_image
 from edge.model.inspector import Inspector
-from edge.model.engines import RuntimeOptions, backend_for
 
 # Same FP32 graph, two engines: differences are float reordering only.
 SCORE_RTOL = 1e-4
@@ -48,8 +49,8 @@ def test_bundle_format_picks_the_backend_and_onnxruntime_refuses_an_ir(tiny_bund
     bundle = load_bundle(tiny_bundle)
     assert backend_for(bundle) == "onnxruntime"
     assert backend_for(bundle, "openvino") == "openvino"
-    ir_meta = {**bundle.meta, "graph": {**bundle.meta["graph"], "format": "openvino", "file": "model.xml"}}
-    ir_bundle = type(bundle)(root=bundle.root, bundle_id="x", spec=bundle.spec, meta=ir_meta, thresholds=None)
+    ir_graph = bundle.manifest.graph.model_copy(update={"format": GraphFormat.OPENVINO, "file": "model.xml"})
+    ir_bundle = type(bundle)(root=bundle.root, manifest=bundle.manifest.model_copy(update={"graph": ir_graph}))
     assert backend_for(ir_bundle) == "openvino"
     with pytest.raises(BundleError, match="backend onnxruntime cannot run a openvino graph"):
         backend_for(ir_bundle, "onnxruntime")
@@ -59,10 +60,16 @@ def test_bundle_format_picks_the_backend_and_onnxruntime_refuses_an_ir(tiny_bund
 def test_a_graph_whose_map_is_not_the_size_bundle_yaml_declares_is_refused(tiny_bundle, tmp_path, backend):
     """Region boxes are scaled by the declared map size: a mismatch would misplace them, so it is refused."""
     bundle_dir = shutil.copytree(tiny_bundle, tmp_path / "bundle")
-    meta = read_bundle_yaml(bundle_dir)
-    _, _, height, width = meta["outputs"]["anomaly_map"]["shape"]
-    meta["outputs"]["anomaly_map"]["shape"] = [1, 1, height // 2, width // 2]
-    write_bundle_yaml(bundle_dir, meta)
+    manifest = load_bundle(bundle_dir).manifest
+    _, _, height, width = manifest.outputs.anomaly_map.shape
+    manifest.outputs.anomaly_map.shape = (1, 1, height // 2, width // 2)
+    write_bundle_yaml(bundle_dir, manifest)
     with pytest.raises(BundleError, match=f"outputs a {height}x{width} anomaly map but bundle.yaml declares "
                                           f"{height // 2}x{width // 2}"):
         Inspector(load_bundle(bundle_dir), backend=backend, options=RuntimeOptions(threads=1, cache=False))
+
+
+def test_every_row_of_the_formats_table_has_a_default_engine_that_can_run_it():
+    assert set(DEFAULT_BACKEND) == set(FORMATS)
+    for graph_format, name in DEFAULT_BACKEND.items():
+        assert graph_format in BACKENDS[name].formats

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from edge.model.bundle import load_bundle
 from edge.model.imageio import read_image
 from edge.model.inspector import Inspector, find_regions, normalize
-from edge.model.bundle import load_bundle
 
 
 def test_normalisation_puts_the_threshold_at_one_half():
@@ -44,7 +44,10 @@ def test_inspector_decides_with_the_calibrated_threshold_and_flags_a_defect(tiny
 
 def test_grayscale_frames_are_replicated_to_three_channels(tiny_bundle, bottle):
     inspector = Inspector(load_bundle(tiny_bundle), threads=1)
-    image = read_image(sorted((bottle / "test" / "good").glob("*.png"))[0])
+    image = read_image(sorted((bottle / "test" / "broken_large").glob("*.png"))[0])
     gray = image.mean(axis=2).astype(np.uint8)
-    result = inspector.run(gray)
-    assert np.isfinite(result.score)
+    replicated = np.repeat(gray[:, :, None], 3, axis=2)  # the BGR image whose three channels are that gray
+    from_gray, from_bgr = inspector.run(gray), inspector.run(replicated)
+    assert np.isfinite(from_gray.score) and from_gray.score > 0
+    assert from_gray.score == pytest.approx(from_bgr.score, rel=1e-6, abs=1e-6)
+    np.testing.assert_allclose(from_gray.anomaly_map, from_bgr.anomaly_map, rtol=1e-6, atol=1e-6)

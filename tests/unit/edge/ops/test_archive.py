@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edge.ops.archive import Archive, ArchiveConfig, ArchiveWriter
 from edge.cameras import Frame
 from edge.model.inspector import Inspection
+from edge.ops.archive import Archive, ArchiveConfig, ArchiveWriter
+from edge.tools.harness import wait_until
 from edge.wire.verdict import build_verdict
 
 REPO = Path(__file__).resolve().parents[4]
@@ -251,9 +252,8 @@ def test_kill_9_while_writing_leaves_no_partial_records_after_restart(tmp_path):
     cap = 8 * SIDE * SIDE * 3  # a few records: the writer is also removing old ones when it dies
     proc = subprocess.Popen([sys.executable, "-c", WRITE_FOREVER, str(directory), str(cap)], cwd=REPO)
     try:
-        deadline = time.monotonic() + 120
-        while not trimmed(directory) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # wait until the cap is removing old records, so the kill may land there too
+        # Wait until the cap is removing old records, so the kill may land there too.
+        wait_until(lambda: trimmed(directory) or proc.poll() is not None, 120, "the cap removing the first record")
         assert proc.poll() is None, "the writer process died on its own"
         for _ in range(200):  # best effort: kill while a temp file is being written
             if any(".tmp-" in p.name for p in directory.rglob(".*")):

@@ -1,13 +1,16 @@
-"""The metrics endpoint serves what the daemon counted, per instance, and frees its port on close."""
+"""The metrics endpoint serves what the daemon counted, and what its accounting holds at the scrape, per instance."""
 
 from __future__ import annotations
 
+import threading
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
+from edge.cameras.base import Frame
+from edge.daemon.pipeline import Accounting, FrameQueue, Job
 from edge.ops.metrics import Metrics, MetricsConfig
 
 
@@ -40,41 +43,76 @@ def test_binds_an_os_chosen_port_on_loopback(metrics):
 
 
 def test_scrape_reports_every_event_counted(metrics):
-    for _ in range(3):
-        metrics.frame()
     metrics.verdict("OK")
     metrics.verdict("OK")
     metrics.verdict("NG", t=1_700_000_000.5)
     metrics.error("decode")
-    metrics.drop("queue_full", 2)
-    metrics.drop("incomplete_buffer")
     metrics.observe("inference", 0.03)
     metrics.camera_up(True)
     metrics.reconnect()
-    metrics.queue_depth("infer", 2)
     metrics.heartbeat()
     metrics.reload("refused")
     metrics.paused(True)
     samples = scrape(metrics)
-    assert samples[("edge_frames_total", ())] == 3
     assert samples[("edge_verdicts_total", (("result", "OK"),))] == 2
     assert samples[("edge_verdicts_total", (("result", "NG"),))] == 1
     assert samples[("edge_last_verdict_timestamp_seconds", ())] == 1_700_000_000.5
     assert samples[("edge_errors_total", (("stage", "decode"),))] == 1
     assert samples[("edge_errors_total", (("stage", "inference"),))] == 0  # present before the first one
-    assert samples[("edge_drops_total", (("reason", "queue_full"),))] == 2
-    assert samples[("edge_drops_total", (("reason", "incomplete_buffer"),))] == 1
     assert samples[("edge_stage_latency_seconds_count", (("stage", "inference"),))] == 1
     assert samples[("edge_stage_latency_seconds_sum", (("stage", "inference"),))] == pytest.approx(0.03)
     assert samples[("edge_stage_latency_seconds_bucket", (("le", "0.001"), ("stage", "inference")))] == 0
     assert samples[("edge_stage_latency_seconds_bucket", (("le", "2.0"), ("stage", "inference")))] == 1
     assert samples[("edge_camera_up", ())] == 1
     assert samples[("edge_reconnects_total", ())] == 1
-    assert samples[("edge_queue_depth", (("queue", "infer"),))] == 2
     assert samples[("edge_heartbeats_total", ())] == 1
     assert samples[("edge_reloads_total", (("result", "refused"),))] == 1
     assert samples[("edge_reloads_total", (("result", "ok"),))] == 0
     assert samples[("edge_paused", ())] == 1
+
+
+def test_each_scrape_reads_the_pipeline_accounting_and_queues_as_they_are_then(metrics):
+    accounting, stop = Accounting(), threading.Event()
+    frames = FrameQueue(2, "drop_newest", accounting, stop)
+    metrics.read_from(accounting.snapshot, lambda: {"frames": frames.qsize()})
+    for n in range(3):
+        accounting.frame_in()
+        frames.put(Job(frame=Frame(image=None, frame_id=n + 1, source="test")))  # the third is dropped: full
+    accounting.frame_in()
+    accounting.drop("incomplete_buffer")
+    samples = scrape(metrics)
+    assert samples[("edge_frames_total", ())] == 4
+    assert samples[("edge_drops_total", (("reason", "queue_full"),))] == 1
+    assert samples[("edge_drops_total", (("reason", "incomplete_buffer"),))] == 1
+    assert samples[("edge_queue_depth", (("queue", "frames"),))] == 2
+    frames.discard_all("shutdown")
+    samples = scrape(metrics)  # nothing was pushed into the metrics in between
+    assert samples[("edge_drops_total", (("reason", "shutdown"),))] == 2
+    assert samples[("edge_queue_depth", (("queue", "frames"),))] == 0
+    assert samples[("edge_frames_total", ())] == sum(accounting.snapshot()["drops"].values())
+
+
+def test_totals_read_zero_until_a_source_is_given(metrics):
+    samples = scrape(metrics)
+    assert samples[("edge_frames_total", ())] == 0
+    assert samples[("edge_archive_records_total", ())] == 0
+    assert not [name for name, _ in samples if name in ("edge_drops_total", "edge_queue_depth")]
+
+
+def test_archive_totals_are_read_from_the_archive_at_scrape_time(metrics):
+    totals = {"written": 3, "bytes": 3000, "failures": 0}
+    metrics.read_from(Accounting().snapshot, archive=lambda: totals)
+    assert scrape(metrics)[("edge_archive_records_total", ())] == 3
+    totals.update(written=5, bytes=3900, failures=1)
+    samples = scrape(metrics)
+    assert samples[("edge_archive_records_total", ())] == 5
+    assert samples[("edge_archive_bytes", ())] == 3900
+    assert samples[("edge_archive_failures_total", ())] == 1
+
+
+def test_reconnects_are_described_as_what_they_count(metrics):
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode("utf-8"))}
+    assert families["edge_reconnects"].documentation.startswith("Successful camera reconnects")
 
 
 def test_a_bundle_change_replaces_the_info_series(metrics):
@@ -84,23 +122,19 @@ def test_a_bundle_change_replaces_the_info_series(metrics):
     assert info == {(("bundle_id", "bottle-b"),): 1}
 
 
-def test_archive_totals_advance_the_counter_by_the_change(metrics):
-    metrics.archive(3, 3000)
-    metrics.archive(5, 4200, failures=1)
-    metrics.archive(5, 3900, failures=1)
-    samples = scrape(metrics)
-    assert samples[("edge_archive_records_total", ())] == 5
-    assert samples[("edge_archive_bytes", ())] == 3900
-    assert samples[("edge_archive_failures_total", ())] == 1
-
-
 def test_two_instances_in_one_process_keep_separate_counts(metrics):
     other = make_metrics()
     other.start()
     try:
-        metrics.frame()
+        counted = Accounting()
+        metrics.read_from(counted.snapshot)
+        other.read_from(Accounting().snapshot)
+        counted.frame_in()
+        metrics.verdict("NG")
         assert scrape(metrics)[("edge_frames_total", ())] == 1
+        assert scrape(metrics)[("edge_verdicts_total", (("result", "NG"),))] == 1
         assert scrape(other)[("edge_frames_total", ())] == 0
+        assert scrape(other)[("edge_verdicts_total", (("result", "NG"),))] == 0
         assert other.port != metrics.port
     finally:
         other.close()
@@ -108,11 +142,16 @@ def test_two_instances_in_one_process_keep_separate_counts(metrics):
 
 def test_disabled_metrics_count_but_serve_nothing():
     quiet = Metrics(MetricsConfig.model_validate({}))
+    accounting = Accounting()
+    quiet.read_from(accounting.snapshot)
     quiet.start()
-    quiet.frame()
+    accounting.frame_in()
+    quiet.verdict("OK")
     assert quiet.port is None
     families = {f.name: f for f in text_string_to_metric_families(quiet.render().decode("utf-8"))}
     assert families["edge_frames"].samples[0].value == 1
+    assert {s.labels["result"]: s.value for s in families["edge_verdicts"].samples if s.name.endswith("_total")} \
+        == {"OK": 1, "NG": 0}
     quiet.close()
 
 
@@ -125,7 +164,7 @@ def test_close_frees_the_port_for_the_next_server():
     second = make_metrics(port=port)
     second.start()
     try:
-        assert scrape(second)[("edge_frames_total", ())] == 0
+        assert scrape(second)[("edge_heartbeats_total", ())] == 0
     finally:
         second.close()
 

@@ -1,8 +1,10 @@
 """SystemdNotifier speaks the sd_notify protocol to a real NOTIFY_SOCKET; the pinger pings only on progress.
 
 A real ``AF_UNIX``/``SOCK_DGRAM`` socket stands in for systemd: it receives exactly the datagrams
-systemd would. No assertion depends on timing except "no ping after the daemon went quiet for
-many intervals", which holds on any machine because at most one ping can follow the last alive().
+systemd would. No assertion depends on timing: "no ping after the daemon went quiet for many
+intervals" counts the pinger's own intervals (its stop event's waits, see :class:`TickingEvent`)
+instead of sleeping for them, and holds on any machine because at most one ping can follow the
+last alive().
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+import edge.ops.notify
 from edge.ops.notify import SystemdNotifier, WatchdogPinger
 
 REPO = Path(__file__).resolve().parents[4]
@@ -56,6 +60,40 @@ class FakeManager:
 
 def parse(datagram: bytes) -> dict[str, str]:
     return dict(line.split("=", 1) for line in datagram.decode().split("\n") if line)
+
+
+class TickingEvent(threading.Event):
+    """The pinger's stop event, counting how often its loop started waiting: one wait per ping interval.
+
+    The loop checks for progress (and maybe pings) after each wait, then waits again, so after
+    ``ticks`` reached n+1 the pinger has decided n intervals.
+    """
+
+    made: list[TickingEvent] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ticks = 0
+        self._ticked = threading.Condition()
+        TickingEvent.made.append(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._ticked:
+            self.ticks += 1
+            self._ticked.notify_all()
+        return super().wait(timeout)
+
+    def wait_for_ticks(self, count: int) -> None:
+        with self._ticked:
+            assert self._ticked.wait_for(lambda: self.ticks >= count, RECV_TIMEOUT_S * 3), "the pinger stopped ticking"
+
+
+@pytest.fixture
+def pinger_ticks(monkeypatch: pytest.MonkeyPatch) -> list[TickingEvent]:
+    """Every WatchdogPinger made in the test gets a :class:`TickingEvent` as its stop event."""
+    TickingEvent.made = []
+    monkeypatch.setattr(edge.ops.notify, "threading", SimpleNamespace(Event=TickingEvent, Thread=threading.Thread))
+    return TickingEvent.made
 
 
 @pytest.fixture
@@ -177,9 +215,12 @@ def test_send_failure_is_logged_once_and_never_raises(tmp_path: Path, caplog: py
     assert "sd_notify" in warnings[0].getMessage()
 
 
-def test_pinger_pings_while_alive_and_goes_silent_when_progress_stops(manager: FakeManager) -> None:
+def test_pinger_pings_while_alive_and_goes_silent_when_progress_stops(
+    manager: FakeManager, pinger_ticks: list[TickingEvent],
+) -> None:
     notifier = SystemdNotifier(manager.env())
     pinger = WatchdogPinger(notifier, interval_s=PING_INTERVAL_S)
+    (ticks,) = pinger_ticks
     pinger.start()
     stop_feeding = threading.Event()
 
@@ -194,8 +235,8 @@ def test_pinger_pings_while_alive_and_goes_silent_when_progress_stops(manager: F
     finally:
         stop_feeding.set()
         feeder.join()
-    # At most one ping can follow the last alive(); then nothing, however long we wait.
-    time.sleep(PING_INTERVAL_S * 20)
+    # At most one ping can follow the last alive(); then nothing, for twenty more of its intervals.
+    ticks.wait_for_ticks(ticks.ticks + 21)
     pings_after_wedge = manager.drain()
     pinger.close()
     notifier.close()
@@ -203,11 +244,12 @@ def test_pinger_pings_while_alive_and_goes_silent_when_progress_stops(manager: F
     assert len(pings_after_wedge) <= 1
 
 
-def test_pinger_never_pings_without_progress(manager: FakeManager) -> None:
+def test_pinger_never_pings_without_progress(manager: FakeManager, pinger_ticks: list[TickingEvent]) -> None:
     notifier = SystemdNotifier(manager.env())
     pinger = WatchdogPinger(notifier, interval_s=PING_INTERVAL_S)
+    (ticks,) = pinger_ticks
     pinger.start()
-    time.sleep(PING_INTERVAL_S * 10)
+    ticks.wait_for_ticks(11)  # ten intervals decided
     pinger.close()
     notifier.close()
     assert manager.drain() == []

@@ -40,7 +40,7 @@ def test_binds_to_an_os_chosen_port_on_loopback(publisher):
 def test_wait_for_subscriber_is_false_when_nobody_subscribes(publisher):
     start = time.monotonic()
     assert publisher.wait_for_subscriber(0.3) is False
-    assert 0.25 <= time.monotonic() - start < 2.0
+    assert time.monotonic() - start >= 0.3  # it waited the whole timeout (monotonic clock: a lower bound only)
 
 
 def test_wait_for_subscriber_is_true_once_a_subscriber_connects_and_it_receives(publisher, context):

@@ -40,7 +40,7 @@ def make_inspection(score: float = 3.5) -> Inspection:
 
 def verdict_for(inspection=None, error=None, **kwargs):
     args = {"station": "line3", "seq": 12, "frame": make_frame(), "bundle_id": "bottle-1",
-            "counters": {"frames": 12, "errors": 1}, "inspection": inspection, "error": error}
+            "counters": {"frames": 12, "verdicts": 11, "errors": 1}, "inspection": inspection, "error": error}
     args.update(kwargs)
     return build_verdict(**args)
 
@@ -57,7 +57,7 @@ def test_payload_has_every_schema_field_with_json_types():
     assert (payload["score"], payload["normalized_score"]) == (3.5, pytest.approx(0.6))
     assert (payload["threshold"], payload["pixel_threshold"]) == (3.0, 2.5)
     assert payload["regions"] == [{"x": 4, "y": 5, "w": 6, "h": 7, "area": 30, "peak": 4.25}]
-    assert payload["counters"] == {"frames": 12, "errors": 1, "dropped": 0, "drops": {}}
+    assert payload["counters"] == {"frames": 12, "verdicts": 11, "errors": 1, "dropped": 0, "drops": {}}
     assert payload["has_map"] is False
     assert payload["device_frame_id"] is None and payload["timestamp_clock"] == "host"
     assert payload["timestamp_ns"] == round(payload["t_capture"] * 1e9)
@@ -138,7 +138,9 @@ def edited(payload: bytes, **changes) -> bytes:
         (lambda p: p.__setitem__(1, b"{not json"), "undecodable"),
         (lambda p: p.__setitem__(1, edited(p[1], schema=2)), "unsupported verdict schema"),
         (lambda p: p.__setitem__(1, edited(p[1], seq=None)), "seq"),
-        (lambda p: p.__setitem__(1, edited(p[1], timestamp_clock="ptp")), "timestamp_clock must be device or host"),
+        (lambda p: p.__setitem__(1, edited(p[1], timestamp_clock="ptp")), "timestamp_clock: Input should be 'device'"),
+        (lambda p: p.__setitem__(1, edited(p[1], verdict="MAYBE")), "verdict: Input should be 'OK' or 'NG'"),
+        (lambda p: p.__setitem__(1, edited(p[1], regions=[{"x": 1}])), r"regions\.0\.y: Field required"),
         (lambda p: p.append(b"unexpected map"), "has_map"),
         (lambda p: p.pop(), "2 or 3"),
     ],

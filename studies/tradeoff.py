@@ -24,8 +24,8 @@ import click
 
 from calibration.calibrate import calibrate
 from calibration.evaluate import evaluate
-from edge.tools.bench import bench_one, load_frames, resize_frames
 from edge.model.preprocess import InputSpec
+from edge.tools.bench import bench_one, load_frames, resize_frames
 from export.build import build_bundle
 from training.coreset import subsample
 from training.train import embed_images, load_run, save_model, write_run_yaml

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from calibration.tradeoff import main
+from studies.tradeoff import main
 
 
 @pytest.fixture(scope="module")
