@@ -19,13 +19,11 @@ from edge.daemon.pipeline import Accounting, Job, Message
 from edge.daemon.sequence import SequenceCounter
 from edge.wire.messages import (
     EVENT_TOPIC_PREFIX,
-    HEARTBEAT_TOPIC_PREFIX,
     STATUS_TOPIC_PREFIX,
     CameraState,
     build_event,
     build_heartbeat,
     build_status,
-    encode_message,
 )
 
 log = logging.getLogger(__name__)
@@ -57,15 +55,17 @@ class Announcer:
             return
         self._enqueue(Message(EVENT_TOPIC_PREFIX, self._event(event, detail)))
 
-    def event_parts(self, event: str, detail: dict[str, Any]) -> list[bytes]:
-        """An event as frames to send directly (``stopped``, once the publishing thread has finished)."""
-        return encode_message(EVENT_TOPIC_PREFIX, self._event(event, detail))
+    def event_payload(self, event: str, detail: dict[str, Any]) -> dict[str, Any]:
+        """An event to send directly (``stopped``, once the publishing thread has finished)."""
+        return self._event(event, detail)
 
-    def heartbeat(self, first: bool, *, paused: bool, camera_up: bool, bundle_id: str) -> list[bytes]:
-        """A ``heartbeat.<station>`` message as frames, for the publishing thread to send now."""
-        return encode_message(HEARTBEAT_TOPIC_PREFIX, build_heartbeat(
+    def heartbeat(self, first: bool, *, paused: bool, camera_up: bool, bundle_id: str,
+                  outputs: dict[str, Any]) -> dict[str, Any]:
+        """A ``heartbeat.<station>`` payload, for the publishing thread to send now."""
+        return build_heartbeat(
             station=self.station, run_id=self.sequence.run_id, restart=first, last_seq=self.sequence.last,
-            paused=paused, camera_up=camera_up, bundle_id=bundle_id, counters=self.accounting.snapshot()))
+            paused=paused, camera_up=camera_up, bundle_id=bundle_id, counters=self.accounting.snapshot(),
+            outputs=outputs)
 
     def status_line(self, paused: bool, bundle_id: str | None) -> str:
         """The one line systemd shows for the unit (``STATUS=``)."""

@@ -24,6 +24,7 @@ from edge.configfields import check_bind_endpoint, resolve_path
 from edge.control.server import ControlConfig
 from edge.control.curve import CurveServerConfig
 from edge.ops.metrics import MetricsConfig
+from edge.outputs import OutputsConfig
 from edge.daemon.pipeline import PipelineConfig
 from edge.model.engines import RuntimeOptions
 
@@ -148,6 +149,9 @@ class EdgeConfig(BaseModel):
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description="Camera loss and reconnects.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Queues and the overload policy.")
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig, description="NG archive on disk (off by default).")
+    outputs: OutputsConfig = Field(  # type: ignore[valid-type]  # built from the outputs registry
+        default_factory=OutputsConfig, description="Outputs beside the ZeroMQ socket (PLC, broker), each off by default."
+    )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus endpoint (off by default).")
     control: ControlConfig = Field(
         default_factory=ControlConfig, description="Authenticated control socket (off by default; CurveZMQ required)."

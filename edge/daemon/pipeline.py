@@ -87,6 +87,11 @@ class Message:
     def payload_parts(self) -> list[bytes]:
         return encode_message(self.prefix, self.payload)
 
+    @property
+    def kind(self) -> str:
+        """``status`` or ``event``: the topic's first word."""
+        return self.prefix.rstrip(".")
+
 
 class Accounting:
     """Frames in, verdicts, error verdicts and drops by reason; shared by the three threads."""

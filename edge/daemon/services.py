@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.control.server import ControlError, ControlServer, Handler
 from edge.ops.archive import Archive, ArchiveWriter
 from edge.ops.metrics import Metrics, Snapshot
 from edge.ops.notify import SystemdNotifier, WatchdogPinger
+from edge.outputs import OutboundMessage, OutputContext, OutputError, QueuedOutput, create_outputs
 
 if TYPE_CHECKING:
     from edge.daemon.config import EdgeConfig
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ARCHIVE_CLOSE_S = 5.0
+OUTPUTS_CLOSE_S = 2.0  # shared by all outputs: what is still queued after it is counted as undelivered
 
 
 class ServiceError(Exception):
@@ -38,27 +42,35 @@ class ServiceError(Exception):
 class Services:
     """Starts, feeds and stops the side services of one daemon run."""
 
-    def __init__(self, config: EdgeConfig, notifier: SystemdNotifier | None = None) -> None:
+    def __init__(self, config: EdgeConfig, notifier: SystemdNotifier | None = None,
+                 outputs: list[QueuedOutput] | None = None) -> None:
+        """``outputs`` replaces those the config's ``outputs:`` section would build (for tests)."""
         self.config = config
         self.notifier = notifier or SystemdNotifier()
         self.pinger = WatchdogPinger(self.notifier)
         self.metrics = Metrics(config.metrics)
         self.archive: ArchiveWriter | None = None
         self.control: ControlServer | None = None
+        self.outputs: list[QueuedOutput] = []
+        self._given_outputs = outputs
         self._stopping_sent = False
 
     def start(self, *, bundle_id: str | None, handlers: Mapping[str, Handler], stop: threading.Event,
-              counts: Snapshot, queue_depths: Callable[[], Mapping[str, int]]) -> None:
+              counts: Snapshot, queue_depths: Callable[[], Mapping[str, int]], state_dir: Path | None = None) -> None:
         """Start what the config enables; ServiceError with one line if something cannot start.
 
-        ``handlers`` are the control commands, ``stop`` the daemon's stop event (it also ends the
-        control thread); ``counts`` (the accounting's snapshot) and ``queue_depths`` are read by
-        each metrics scrape, from the scrape's thread.
+        ``handlers`` are the control commands (also handed to the outputs, so a PLC can trigger),
+        ``stop`` the daemon's stop event (it also ends the control thread); ``counts`` (the
+        accounting's snapshot) and ``queue_depths`` are read by each metrics scrape, from the
+        scrape's thread.
         """
         config = self.config
         if config.archive.enabled:
             self.archive = ArchiveWriter(Archive(config.archive))
-        self.metrics.read_from(counts, queue_depths, self.archive.stats if self.archive is not None else None)
+        context = OutputContext(station=config.station, handlers=handlers, stop=stop, state_dir=state_dir)
+        outputs = self._given_outputs if self._given_outputs is not None else create_outputs(config.outputs, context)
+        self.metrics.read_from(counts, queue_depths, self.archive.stats if self.archive is not None else None,
+                               self.output_stats)
         try:
             self.metrics.start()
         except OSError as exc:
@@ -75,6 +87,12 @@ class Services:
                 self.control.start()
             except ControlError as exc:
                 raise ServiceError(f"control: {exc}") from None
+        for output in outputs:
+            try:
+                output.start()
+            except OutputError as exc:
+                raise ServiceError(f"outputs.{output.name}: {exc}") from None
+            self.outputs.append(output)
         self.pinger.start()
 
     def reload_allowed_clients(self) -> int | None:
@@ -86,6 +104,11 @@ class Services:
         if not self._stopping_sent:
             self.notify("stopping")
         self.pinger.close()
+        deadline = time.monotonic() + OUTPUTS_CLOSE_S
+        for output in reversed(self.outputs):
+            lost = output.close(max(0.0, deadline - time.monotonic()))
+            if lost:
+                log.warning("outputs.%s: %d message(s) not delivered at shutdown", output.name, lost)
         if self.control is not None:
             self.control.close()
         if self.archive is not None:
@@ -95,7 +118,16 @@ class Services:
         self.metrics.close()
         self.notifier.close()
 
+    def output_stats(self) -> dict[str, dict[str, Any]]:
+        """Each started output's accounting, by name (heartbeats, ``stopped``, metrics)."""
+        return {output.name: output.stats() for output in self.outputs}
+
     # events -------------------------------------------------------------------------------
+
+    def published(self, message: OutboundMessage) -> None:
+        """A message just went out on the verdict socket: hand it to every output (never blocks)."""
+        for output in self.outputs:
+            output.submit(message)
 
     def verdict(self, message: dict[str, Any], job: Job, map_png: bytes | None) -> None:
         metrics = self.metrics

@@ -24,6 +24,8 @@ from edge.daemon.sequence import SequenceCounter
 from edge.model.bundle import Bundle
 from edge.model.inspector import Inspector
 from edge.ops.latency import LatencyWindow
+from edge.outputs import OutboundMessage
+from edge.wire.messages import HEARTBEAT_TOPIC_PREFIX, encode_message
 from edge.wire.publisher import Publisher
 from edge.wire.verdict import build_verdict, encode_verdict
 
@@ -108,13 +110,18 @@ class InferenceStage(Worker):
 
 
 class PublishStage(Worker):
-    """Numbers and sends verdicts and messages; heartbeats when idle; archive, metrics, watchdog."""
+    """Numbers and sends verdicts and messages; heartbeats when idle; archive, metrics, watchdog.
+
+    Every message it sends (verdict, heartbeat, status, event) is then handed to ``on_sent``,
+    which feeds the outputs beside the publisher without waiting for them.
+    """
 
     def __init__(self, items: queue.Queue[Job | Message], publisher: Publisher, sequence: SequenceCounter,
                  accounting: Accounting, latency: LatencyWindow, station: str, heartbeat_s: float, send_map: bool,
-                 upstream_done: threading.Event, heartbeat: Callable[[bool], list[bytes]],
+                 upstream_done: threading.Event, heartbeat: Callable[[bool], dict[str, Any]],
                  on_verdict: Callable[[dict[str, Any], Job, bytes | None], None],
-                 alive: Callable[[], None], pipeline_healthy: Callable[[], bool], stop: threading.Event) -> None:
+                 alive: Callable[[], None], pipeline_healthy: Callable[[], bool], stop: threading.Event,
+                 on_sent: Callable[[OutboundMessage], None] = lambda _message: None) -> None:
         super().__init__("publish", stop)
         self.items = items
         self.publisher = publisher
@@ -129,6 +136,7 @@ class PublishStage(Worker):
         self.on_verdict = on_verdict
         self.alive = alive
         self.pipeline_healthy = pipeline_healthy
+        self.on_sent = on_sent
         self.first = True
         self._last_sent = time.monotonic()
 
@@ -146,6 +154,7 @@ class PublishStage(Worker):
                 continue
             if isinstance(item, Message):
                 self._send(item.payload_parts())
+                self.on_sent(OutboundMessage(item.kind, item.payload))  # type: ignore[arg-type]
             else:
                 self._publish(item)
 
@@ -156,7 +165,9 @@ class PublishStage(Worker):
     def _maybe_heartbeat(self) -> None:
         if self.heartbeat_s <= 0 or time.monotonic() - self._last_sent < self.heartbeat_s:
             return
-        self._send(self.heartbeat(self.first))
+        payload = self.heartbeat(self.first)
+        self._send(encode_message(HEARTBEAT_TOPIC_PREFIX, payload))
+        self.on_sent(OutboundMessage("heartbeat", payload))
         self.first = False
         if self.pipeline_healthy():
             self.alive()
@@ -179,3 +190,4 @@ class PublishStage(Worker):
         self.latency.add(stages)
         self.alive()
         self.on_verdict(message, job, map_png)
+        self.on_sent(OutboundMessage("verdict", message, {"map_png": map_png} if map_png is not None else {}))

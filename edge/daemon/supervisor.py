@@ -42,7 +42,8 @@ from edge.model.bundle import Bundle, BundleError, load_bundle
 from edge.model.inspector import Inspector
 from edge.model.selftest import run_selftest
 from edge.ops.latency import LatencyWindow
-from edge.wire.messages import CameraState
+from edge.outputs import OutboundMessage
+from edge.wire.messages import EVENT_TOPIC_PREFIX, CameraState, encode_message
 from edge.wire.publisher import Publisher, PublishError
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ STATUS_EVERY_S = 5.0
 # longer count as signs of life for the systemd watchdog.
 WEDGED_AFTER_S = 10.0
 # Sections a reload cannot apply to a running daemon (they own sockets, threads or the camera).
-RESTART_ONLY = ("station", "camera", "publish", "pipeline", "state_dir", "watchdog", "control", "metrics", "archive")
+RESTART_ONLY = ("station", "camera", "publish", "pipeline", "state_dir", "watchdog", "control", "metrics", "archive",
+                "outputs")
 
 
 class StartupError(Exception):
@@ -143,11 +145,12 @@ class InspectionDaemon:
         self.publishing = PublishStage(
             self._items, self.publisher, self.sequence, self.accounting, self.latency, config.station,
             config.publish.heartbeat_s, config.publish.send_map, self._inference_done, self._heartbeat,
-            self._on_verdict, self.services.alive, self._healthy, self.stop,
+            self._on_verdict, self.services.alive, self._healthy, self.stop, on_sent=self.services.published,
         )
         try:
             self.services.start(bundle_id=self.bundle.bundle_id, handlers=self.handlers(), stop=self.stop,
-                                counts=self.accounting.snapshot, queue_depths=self._queue_depths)
+                                counts=self.accounting.snapshot, queue_depths=self._queue_depths,
+                                state_dir=state_dir_for(config))
         except ServiceError as exc:
             raise StartupError(str(exc)) from None
 
@@ -214,10 +217,13 @@ class InspectionDaemon:
         failure = self.acquisition.failure or self.inference.failure or self.publishing.failure
         counts = self.accounting.snapshot()
         if self.publisher is not None and self.publishing.finished.is_set():  # only then may this thread use it
-            self.publisher.send(self.announce.event_parts("stopped", {
+            stopped = self.announce.event_payload("stopped", {
                 "counters": counts, "last_seq": self.sequence.last, "balanced": self.accounting.balanced(),
                 "failure": failure, "latency_ms": self.latency.summary(),
-                "camera": {"reconnects": self.acquisition.reconnects, "stats": self._camera_stats()}}))
+                "camera": {"reconnects": self.acquisition.reconnects, "stats": self._camera_stats()},
+                "outputs": self.services.output_stats()})
+            self.publisher.send(encode_message(EVENT_TOPIC_PREFIX, stopped))
+            self.services.published(OutboundMessage("event", stopped))
         log.info("stopped: frames=%d verdicts=%d errors=%d drops=%s last_seq=%d reconnects=%d balanced=%s camera=%s",
                  counts["frames"], counts["verdicts"], counts["errors"], counts["drops"], self.sequence.last,
                  self.acquisition.reconnects, self.accounting.balanced(), self._camera_stats())
@@ -349,12 +355,13 @@ class InspectionDaemon:
         self.announce.camera(state, reason, next_retry_s, attempt, self._camera_stats())
         self.services.camera(state)
 
-    def _heartbeat(self, first: bool) -> list[bytes]:
+    def _heartbeat(self, first: bool) -> dict[str, Any]:
         acq = self.acquisition
         self.services.heartbeat()
         return self.announce.heartbeat(first, paused=bool(acq and acq.paused.is_set()),
                                        camera_up=bool(acq and acq.camera_up),
-                                       bundle_id=self.bundle.bundle_id if self.bundle else "")
+                                       bundle_id=self.bundle.bundle_id if self.bundle else "",
+                                       outputs=self.services.output_stats())
 
     def _on_verdict(self, message: dict[str, Any], job: Job, map_png: bytes | None) -> None:
         log_verdict(message)

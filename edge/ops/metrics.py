@@ -53,16 +53,18 @@ class _ReadAtScrape:
         self.counts: Snapshot = lambda: NO_COUNTS
         self.queues: Callable[[], Mapping[str, int]] = dict
         self.archive: Snapshot = lambda: NO_ARCHIVE
+        self.outputs: Callable[[], Mapping[str, Mapping[str, Any]]] = dict
 
     def describe(self) -> list[Metric]:
         """The families (without reading anything), so the registry refuses a clash of names."""
-        return list(_families(NO_COUNTS, {}, NO_ARCHIVE))
+        return list(_families(NO_COUNTS, {}, NO_ARCHIVE, {}))
 
     def collect(self) -> Iterator[Metric]:
-        return _families(self.counts(), self.queues(), self.archive())
+        return _families(self.counts(), self.queues(), self.archive(), self.outputs())
 
 
-def _families(counts: Mapping[str, Any], queues: Mapping[str, int], archive: Mapping[str, Any]) -> Iterator[Metric]:
+def _families(counts: Mapping[str, Any], queues: Mapping[str, int], archive: Mapping[str, Any],
+              outputs: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
     yield CounterMetricFamily("edge_frames_total", "Frames grabbed from the camera.", value=counts["frames"])
     drops = CounterMetricFamily("edge_drops_total", "Frames dropped before inspection, by reason.", labels=["reason"])
     for reason, n in sorted(counts["drops"].items()):
@@ -77,6 +79,24 @@ def _families(counts: Mapping[str, Any], queues: Mapping[str, int], archive: Map
     yield GaugeMetricFamily("edge_archive_bytes", "Bytes the NG archive holds now.", value=archive["bytes"])
     yield CounterMetricFamily("edge_archive_failures_total", "Archive records that could not be written.",
                               value=archive["failures"])
+    yield from _output_families(outputs)
+
+
+def _output_families(outputs: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
+    """Per output beside the publisher: delivered, undelivered by reason, queued, connected."""
+    delivered = CounterMetricFamily("edge_output_delivered_total", "Messages an output delivered.", labels=["output"])
+    undelivered = CounterMetricFamily("edge_output_undelivered_total", "Messages an output did not deliver, by "
+                                      "reason.", labels=["output", "reason"])
+    queued = GaugeMetricFamily("edge_output_queued", "Messages waiting in an output's queue.", labels=["output"])
+    connected = GaugeMetricFamily("edge_output_connected", "1 when an output is connected to its peer.",
+                                  labels=["output"])
+    for name, stats in sorted(outputs.items()):
+        delivered.add_metric([name], stats["delivered"])
+        for reason, n in sorted(stats["undelivered"].items()):
+            undelivered.add_metric([name, reason], n)
+        queued.add_metric([name], stats["queued"])
+        connected.add_metric([name], 1.0 if stats["connected"] else 0.0)
+    yield from (delivered, undelivered, queued, connected)
 
 
 class Metrics:
@@ -115,18 +135,22 @@ class Metrics:
         self._thread: threading.Thread | None = None
 
     def read_from(self, counts: Snapshot, queues: Callable[[], Mapping[str, int]] | None = None,
-                  archive: Snapshot | None = None) -> None:
+                  archive: Snapshot | None = None,
+                  outputs: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None) -> None:
         """Where each scrape reads its totals; called from the scrape's thread, so each must be thread-safe.
 
         ``counts`` gives the pipeline's ``frames`` and ``drops`` ({reason: n}) as in heartbeats,
         ``queues`` the items waiting per queue name, ``archive`` the NG archive's ``written``,
-        ``bytes`` and ``failures``. Until set, and for what is not given, the totals read 0.
+        ``bytes`` and ``failures``, ``outputs`` each output's stats by name. Until set, and for
+        what is not given, the totals read 0.
         """
         self._read_at_scrape.counts = counts
         if queues is not None:
             self._read_at_scrape.queues = queues
         if archive is not None:
             self._read_at_scrape.archive = archive
+        if outputs is not None:
+            self._read_at_scrape.outputs = outputs
 
     # -- serving ---------------------------------------------------------------------------------
 

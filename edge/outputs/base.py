@@ -81,6 +81,8 @@ class QueuedOutput:
         self._lock = threading.Lock()
         self._delivered = 0
         self._undelivered: Counter[str] = Counter()
+        self._in_flight = 0  # taken from the queue, inside deliver()
+        self._abandoned = False  # close() gave up on the sender thread: it counts nothing more
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"output-{self.name}", daemon=True)
         self.connected = False
@@ -106,7 +108,11 @@ class QueuedOutput:
             return False
 
     def close(self, timeout: float) -> int:
-        """Deliver what is queued for up to ``timeout`` s, then stop; returns the messages counted as ``shutdown``."""
+        """Deliver what is queued for up to ``timeout`` s, then stop; returns the messages counted as ``shutdown``.
+
+        A message still inside :meth:`deliver` at the deadline (a peer that never answers) is
+        counted as ``shutdown`` too, and whatever that call does later is no longer counted.
+        """
         deadline = time.monotonic() + timeout
         done = self._queue.all_tasks_done  # notified by task_done() on the sender thread
         with done:
@@ -115,7 +121,10 @@ class QueuedOutput:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(max(0.0, deadline - time.monotonic()) + POLL_S)
-        lost = 0
+        with self._lock:
+            self._abandoned = True
+            lost = self._in_flight
+            self._in_flight = 0
         while True:
             try:
                 self._queue.get_nowait()
@@ -124,7 +133,8 @@ class QueuedOutput:
             self._queue.task_done()
             lost += 1
         if lost:
-            self._count_undelivered("shutdown", lost)
+            with self._lock:
+                self._undelivered["shutdown"] += lost
         self.shutdown()
         return lost
 
@@ -133,7 +143,8 @@ class QueuedOutput:
         with self._lock:
             undelivered = dict(self._undelivered)
             delivered = self._delivered
-        return {"delivered": delivered, "undelivered": undelivered, "queued": self._queue.qsize(),
+            queued = self._queue.qsize() + self._in_flight
+        return {"delivered": delivered, "undelivered": undelivered, "queued": queued,
                 "connected": bool(self.connected), "last_error": self.last_error}
 
     # ---------------------------------------------------------------- for subclasses
@@ -151,13 +162,20 @@ class QueuedOutput:
     def shutdown(self) -> None:
         """Release sockets and servers after the sender thread has stopped."""
 
-    def _count_delivered(self, n: int = 1) -> None:
-        with self._lock:
-            self._delivered += n
-
     def _count_undelivered(self, reason: str, n: int = 1) -> None:
         with self._lock:
             self._undelivered[reason] += n
+
+    def _settle(self, reason: str | None) -> None:
+        """The message in :meth:`deliver` is done: delivered (``reason`` None) or undelivered for ``reason``."""
+        with self._lock:
+            if self._abandoned:
+                return
+            self._in_flight = 0
+            if reason is None:
+                self._delivered += 1
+            else:
+                self._undelivered[reason] += 1
 
     # ---------------------------------------------------------------- the sender thread
 
@@ -169,17 +187,19 @@ class QueuedOutput:
                 except queue.Empty:
                     self.idle()
                     continue
+                with self._lock:
+                    self._in_flight = 1
                 try:
                     self.deliver(message)
                 except DeliveryError as exc:
                     self.last_error = str(exc)
-                    self._count_undelivered(exc.reason)
+                    self._settle(exc.reason)
                 else:
-                    self._count_delivered()
+                    self._settle(None)
                 finally:
                     self._queue.task_done()
         except Exception as exc:  # noqa: BLE001 - an output bug must be visible, never kill inspection
-            self._count_undelivered("crashed")  # the message in hand
+            self._settle("crashed")  # the message in hand
             self.failure = f"output {self.name} crashed: {type(exc).__name__}: {exc}"
             self.last_error = self.failure
             log.exception("output %s crashed; its messages are counted as undelivered from now on", self.name)

@@ -30,6 +30,8 @@ subscriber can tell "no parts" (heartbeats, no verdicts) from "daemon dead" (not
     camera        str     "up" or "down"
     bundle_id     str     the bundle deciding now
     counters      object  frames, verdicts, errors, dropped, drops {reason: n} (the verdict's shape)
+    outputs       object  {name: {delivered, undelivered {reason: n}, queued, connected, last_error}}
+                          for each enabled output beside the publisher (PLC, broker); {} when none
 
 ``event.<station>``: things an operator should see on the line's dashboard, e.g. a reload::
 
@@ -39,7 +41,7 @@ subscriber can tell "no parts" (heartbeats, no verdicts) from "daemon dead" (not
                           previous_bundle_id, source, selftest, needs_restart; reload_refused:
                           reason, source, bundle_id; stopped (the last message of a run):
                           counters, last_seq, balanced, failure, latency_ms, camera (reconnects,
-                          stats: the camera's counters)
+                          stats: the camera's counters), outputs (as in the heartbeat)
 """
 
 from __future__ import annotations
@@ -77,13 +79,14 @@ def build_status(
 
 def build_heartbeat(
     *, station: str, run_id: str, restart: bool, last_seq: int, paused: bool, camera_up: bool, bundle_id: str,
-    counters: dict[str, Any],
+    counters: dict[str, Any], outputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The heartbeat payload (see the module docstring), validated through :class:`~edge.wire.schema.Heartbeat`."""
     return dump(Heartbeat.model_validate({
         "schema": STATUS_SCHEMA_VERSION, "station": station, "t": time.time(), "run_id": run_id,
         "restart": bool(restart), "last_seq": int(last_seq), "state": "paused" if paused else "running",
         "camera": "up" if camera_up else "down", "bundle_id": bundle_id, "counters": counters,
+        "outputs": outputs or {},
     }))
 
 

@@ -112,6 +112,17 @@ VERDICT_ADDED_FIELDS = ("device_frame_id", "timestamp_ns", "timestamp_clock", "r
 VERDICT_REQUIRED_FIELDS = tuple(name for name in VERDICT_FIELDS if name not in VERDICT_ADDED_FIELDS)
 
 
+class OutputStats(_Message):
+    """One output beside the publisher (PLC, broker): every message handed to it ends in one of these counts."""
+
+    delivered: NonNegativeInt = Field(description="Messages the output delivered (acknowledged where it can tell).")
+    undelivered: dict[str, NonNegativeInt] = Field(default_factory=dict, description="Messages it did not deliver, "
+                                                   "by reason (queue_full, shutdown, or the output's own).")
+    queued: NonNegativeInt = Field(0, description="Messages waiting in its queue now.")
+    connected: bool = Field(description="Whether it is connected to its peer (PLC, broker) now.")
+    last_error: str | None = Field(None, description="The last delivery error, if any.")
+
+
 class Heartbeat(_Message):
     """Sent when nothing else was published for publish.heartbeat_s (topic heartbeat.<station>)."""
 
@@ -125,6 +136,8 @@ class Heartbeat(_Message):
     camera: Literal["up", "down"] = Field(description="Whether the camera delivers frames.")
     bundle_id: str = Field(description="The bundle deciding now.")
     counters: Counters = Field(description="Frame accounting, as in the verdict.")
+    outputs: dict[str, OutputStats] = Field(default_factory=dict, description="Each enabled output's accounting, "
+                                            "by output name (added within schema 1; {} when none is enabled).")
 
 
 class Status(_Message):
@@ -205,6 +218,8 @@ class StoppedDetail(_Message):
                                                     "recent window.")
     camera: CameraRecord | None = Field(None, description="The camera's reconnects and counters over the run "
                                         "(added within schema 1).")
+    outputs: dict[str, OutputStats] = Field(default_factory=dict, description="Each enabled output's final "
+                                            "accounting (added within schema 1).")
 
 
 class _EventBase(_Message):

@@ -182,3 +182,19 @@ def test_config_allows_port_0_and_refuses_unknown_keys_and_bad_ports():
     with pytest.raises(ValidationError, match="Extra inputs"):
         MetricsConfig.model_validate({"path": "/metrics"})
 
+
+
+def test_each_output_is_scraped_with_its_delivered_undelivered_queued_and_connected_values(metrics):
+    stats = {"plc": {"delivered": 7, "undelivered": {"queue_full": 2, "shutdown": 1}, "queued": 3,
+                     "connected": False, "last_error": "timeout"}}
+    metrics.read_from(lambda: {"frames": 0, "drops": {}}, outputs=lambda: stats)
+    samples = scrape(metrics)
+    assert samples[("edge_output_delivered_total", (("output", "plc"),))] == 7
+    assert samples[("edge_output_undelivered_total", (("output", "plc"), ("reason", "queue_full")))] == 2
+    assert samples[("edge_output_undelivered_total", (("output", "plc"), ("reason", "shutdown")))] == 1
+    assert samples[("edge_output_queued", (("output", "plc"),))] == 3
+    assert samples[("edge_output_connected", (("output", "plc"),))] == 0
+    stats["plc"] = {**stats["plc"], "delivered": 9, "connected": True}  # read again at the next scrape
+    samples = scrape(metrics)
+    assert samples[("edge_output_delivered_total", (("output", "plc"),))] == 9
+    assert samples[("edge_output_connected", (("output", "plc"),))] == 1
