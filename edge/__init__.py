@@ -11,6 +11,7 @@ Sub-packages, lowest first; each may import only those listed before it:
 - :mod:`edge.cameras`: camera sources and pixel formats;
 - :mod:`edge.control`: CurveZMQ keys and sockets, the control server and its client;
 - :mod:`edge.wire`: the messages on the wire (verdict, heartbeat, status, event), publisher, subscriber;
+- :mod:`edge.outputs`: outputs beside the publisher (PLC, broker) on one bounded-queue base;
 - :mod:`edge.daemon`: config, pipeline threads, accounting, sequence counter, side services, supervisor;
 - :mod:`edge.tools`: benches, soak and the daemon harness they share with the tests;
 - :mod:`edge.cli`: the ``edge-inspect`` command.
