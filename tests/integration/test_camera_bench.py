@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import json
 import os
 import subprocess
@@ -29,15 +31,19 @@ def test_help_lists_the_three_benches():
     assert all(name in proc.stdout for name in ("viky", "triggers", "device-loss"))
 
 
-def test_device_loss_bench_shows_the_camera_down_then_back_and_no_seq_gap(tmp_path):
+def test_device_loss_bench_announces_each_loss_down_then_up_and_loses_no_verdict(tmp_path):
     code, figure, err = bench("device-loss", "--frames", "5", "--lose-after", "2", "--down-for", "0.3",
                               "--reconnect-delay", "0.1", "--fps", "0", cwd=tmp_path)
     assert code == 0, err
     assert figure["verdicts"] == 5 and figure["seq_gaps"] == [] and figure["frame_ids_consecutive"]
     assert figure["reconnects"] == 2 and figure["exit_code"] == 0  # lost after frames 2 and 4
-    pause = figure["pauses_with_status"][0]
-    # Acquisition runs ahead of publishing, so the next loss may be announced before verdict 3 goes out.
-    assert pause["between_seq"] == [2, 3] and pause["status"][:2] == ["down", "up"]
+    # Each loss is announced down, then up when the camera is back. Status messages go out at once and
+    # acquisition runs ahead of publishing, so where they fall between verdicts depends on the machine's
+    # speed: only their order is asserted, and that a pause in the verdicts holds a status message.
+    # A failed retry while the device is still away repeats "down" (how often depends on timing).
+    states = [e["camera"] for e in figure["timeline"] if e["kind"] == "status"]
+    assert [state for state, _ in itertools.groupby(states)] == ["down", "up", "down", "up"]
+    assert figure["pauses_with_status"] and all(p["status"] for p in figure["pauses_with_status"])
 
 
 def test_device_loss_bench_without_return_ends_in_exit_1_after_the_budget(tmp_path):
