@@ -47,6 +47,8 @@ class Frame:
     were never inspected). ``timestamp_ns`` is the device's timestamp of the image when the device
     gives one (``timestamp_clock`` "device": ticks of the camera's clock, not epoch time), otherwise
     ``t_capture`` in epoch nanoseconds (``timestamp_clock`` "host"); it is always set after init.
+    ``part_id`` is what the trigger that asked for this frame carried (a PLC's part number), or
+    ``None`` (free run, or a trigger without one); the verdict echoes it.
     """
 
     image: np.ndarray | None
@@ -58,6 +60,7 @@ class Frame:
     device_frame_id: int | None = None
     timestamp_ns: int | None = None
     timestamp_clock: Literal["device", "host"] = "host"
+    part_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.timestamp_ns is None:

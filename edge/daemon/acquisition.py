@@ -5,7 +5,8 @@ It is the only code that calls ``camera.grab``. A camera lost mid-shift (or sile
 messages tell the line it is down; after ``watchdog.reconnect_budget`` failed attempts in a row
 the daemon stops and exits 1 for systemd to restart it. While paused it grabs nothing (the
 camera's buffers, NewestOnly on GenTL, hold or replace frames); in ``on_demand`` mode it grabs one
-frame per trigger command. Frames a free-running camera discarded as incomplete never reach us
+frame per trigger command, and the part id a trigger carries (a PLC's part number) travels with
+the frame it asked for into the verdict. Frames a free-running camera discarded as incomplete never reach us
 as frames, so their count (from the camera's own counters) is added to frames in and to the
 ``incomplete_buffer`` drops: accounted, not silently missing.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from edge.cameras import Camera, CameraDisconnected, CameraError, Frame, GrabTimeout
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 GRAB_TIMEOUT_S = 1.0
 MAX_PENDING_TRIGGERS = 100
+MAX_PART_ID = 2**32 - 1
 StatusCallback = Callable[[CameraState, "str | None", "float | None", int], None]
 
 
@@ -51,21 +54,28 @@ class Acquisition(Worker):
         self.camera_up = True
         self.failed_attempts = 0
         self.reconnects = 0
-        self._pending = 0
+        self._pending: deque[int | None] = deque()  # the part id of each trigger not yet grabbed
         self._trigger = threading.Condition()
         self._discards_seen = self._camera_discards()
         self._last_frame_at = time.monotonic()
 
-    def trigger(self) -> int:
-        """Request one frame (``on_demand``); returns the triggers now pending. ValueError if not on demand."""
+    def trigger(self, part_id: int | None = None) -> int:
+        """Request one frame (``on_demand``) for ``part_id``; returns the triggers now pending.
+
+        ValueError if not on demand, if too many triggers wait, or if ``part_id`` is not an
+        unsigned 32-bit integer.
+        """
         if not self.on_demand:
             raise ValueError("trigger needs pipeline.acquisition: on_demand (this camera is free-running)")
+        if part_id is not None and (isinstance(part_id, bool) or not isinstance(part_id, int)
+                                    or not 0 <= part_id <= MAX_PART_ID):
+            raise ValueError(f"part_id must be an integer 0..{MAX_PART_ID}, not {part_id!r}")
         with self._trigger:
-            if self._pending >= MAX_PENDING_TRIGGERS:
-                raise ValueError(f"{self._pending} triggers already pending")
-            self._pending += 1
+            if len(self._pending) >= MAX_PENDING_TRIGGERS:
+                raise ValueError(f"{len(self._pending)} triggers already pending")
+            self._pending.append(part_id)
             self._trigger.notify()
-            return self._pending
+            return len(self._pending)
 
     def _run(self) -> None:
         try:
@@ -87,13 +97,18 @@ class Acquisition(Worker):
                 self.stop.wait(0.1)
                 self._last_frame_at = time.monotonic()  # a paused line is not a silent camera
                 continue
-            if self.on_demand and not self._take_trigger():
-                continue
+            part_id: int | None = None
+            if self.on_demand:
+                taken = self._take_trigger()
+                if not taken:
+                    continue
+                part_id = taken[0]
             try:
                 frame = self.camera.grab(GRAB_TIMEOUT_S)
             except GrabTimeout as exc:
                 if self.on_demand:  # a trigger that brought no image still gets its (NG) verdict
-                    frame = Frame(image=None, frame_id=0, source="trigger", error=f"no image after trigger: {exc}")
+                    frame = Frame(image=None, frame_id=0, source="trigger", error=f"no image after trigger: {exc}",
+                                  part_id=part_id)
                 else:
                     silent = time.monotonic() - self._last_frame_at
                     if no_frame_s > 0 and silent > no_frame_s:
@@ -105,6 +120,7 @@ class Acquisition(Worker):
             if frame is None:
                 log.info("end of stream")
                 return
+            frame.part_id = part_id
             self._last_frame_at = time.monotonic()
             self.failed_attempts = 0
             self._account_discards()
@@ -112,14 +128,14 @@ class Acquisition(Worker):
             self.frames.put(Job(frame=frame))
         log.info("acquisition stopped")
 
-    def _take_trigger(self) -> bool:
+    def _take_trigger(self) -> tuple[int | None] | None:
+        """The next pending trigger's part id (in a 1-tuple), or None when none came within 0.2 s."""
         with self._trigger:
-            if self._pending == 0:
+            if not self._pending:
                 self._trigger.wait(0.2)
-            if self._pending == 0:
-                return False
-            self._pending -= 1
-            return True
+            if not self._pending:
+                return None
+            return (self._pending.popleft(),)
 
     def _camera_discards(self) -> int:
         """Frames the camera dropped without delivering: incomplete buffers in free-run."""

@@ -315,9 +315,10 @@ class InspectionDaemon:
         log.info("resumed")
         return {"state": "running"}
 
-    def trigger(self) -> dict[str, Any]:
+    def trigger(self, args: dict[str, Any]) -> dict[str, Any]:
+        """One frame in ``on_demand`` mode; ``args["part_id"]`` (optional) travels into its verdict."""
         assert self.acquisition is not None
-        return {"pending": self.acquisition.trigger()}
+        return {"pending": self.acquisition.trigger(args.get("part_id"))}
 
     def status(self) -> dict[str, Any]:
         """What ``ctl status`` answers: camera, bundle, counters, latency percentiles, queues."""
@@ -327,6 +328,7 @@ class InspectionDaemon:
             "run_id": self.sequence.run_id,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "state": "paused" if acq is not None and acq.paused.is_set() else "running",
+            "acquisition": self.config.pipeline.acquisition,
             "camera": {"type": self.config.camera.type, "up": bool(acq.camera_up) if acq else False,
                        "reconnects": acq.reconnects if acq else 0,
                        "stats": self._camera_stats()},
@@ -336,13 +338,14 @@ class InspectionDaemon:
             "last_seq": self.sequence.last,
             "latency_ms": self.latency.summary(),
             "queues": {**self._queue_depths(), "policy": self.config.pipeline.overload},
+            "outputs": self.services.output_stats(),
         }
 
     def handlers(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         """Control commands, by name, for :class:`edge.control.server.ControlServer`."""
         return {
             "status": lambda _args: self.status(),
-            "trigger": lambda _args: self.trigger(),
+            "trigger": self.trigger,
             "reload": lambda _args: self.reload("control"),
             "pause": lambda _args: self.pause(),
             "resume": lambda _args: self.resume(),

@@ -12,6 +12,10 @@ metrics carry, so a PLC that stopped reading is seen without a log parser.
 An output that needs its own state machine (a handshake, a disk outbox) subclasses
 :class:`QueuedOutput` and overrides :meth:`~QueuedOutput.deliver`, and optionally
 :meth:`~QueuedOutput.open`, :meth:`~QueuedOutput.idle` and :meth:`~QueuedOutput.shutdown`.
+When a message's fate is only known later (a PLC acknowledges a result, or its buffer overruns),
+:meth:`~QueuedOutput.deliver` returns :data:`PENDING` and the output calls
+:meth:`~QueuedOutput.settle_pending` once for that message when it knows; until then it counts as
+``queued``, and what is still pending at the close deadline counts as ``shutdown``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ from typing import Any, Literal
 log = logging.getLogger(__name__)
 
 MessageKind = Literal["verdict", "heartbeat", "status", "event"]
+
+
+class _Pending:
+    """The type of :data:`PENDING`."""
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+PENDING = _Pending()  # deliver() returns it for a message settled later with settle_pending()
 ALL_KINDS: tuple[MessageKind, ...] = ("verdict", "heartbeat", "status", "event")
 POLL_S = 0.2
 
@@ -82,6 +96,7 @@ class QueuedOutput:
         self._delivered = 0
         self._undelivered: Counter[str] = Counter()
         self._in_flight = 0  # taken from the queue, inside deliver()
+        self._pending = 0  # deliver() returned PENDING; settle_pending() not yet called for them
         self._abandoned = False  # close() gave up on the sender thread: it counts nothing more
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"output-{self.name}", daemon=True)
@@ -116,15 +131,17 @@ class QueuedOutput:
         deadline = time.monotonic() + timeout
         done = self._queue.all_tasks_done  # notified by task_done() on the sender thread
         with done:
-            while self._queue.unfinished_tasks and self._thread.is_alive() and time.monotonic() < deadline:
+            while ((self._queue.unfinished_tasks or self._pending) and self._thread.is_alive()
+                   and time.monotonic() < deadline):
                 done.wait(min(POLL_S, max(0.0, deadline - time.monotonic())))
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(max(0.0, deadline - time.monotonic()) + POLL_S)
         with self._lock:
             self._abandoned = True
-            lost = self._in_flight
+            lost = self._in_flight + max(0, self._pending)
             self._in_flight = 0
+            self._pending = 0
         while True:
             try:
                 self._queue.get_nowait()
@@ -143,7 +160,7 @@ class QueuedOutput:
         with self._lock:
             undelivered = dict(self._undelivered)
             delivered = self._delivered
-            queued = self._queue.qsize() + self._in_flight
+            queued = self._queue.qsize() + self._in_flight + max(0, self._pending)
         return {"delivered": delivered, "undelivered": undelivered, "queued": queued,
                 "connected": bool(self.connected), "last_error": self.last_error}
 
@@ -152,9 +169,26 @@ class QueuedOutput:
     def open(self) -> None:
         """Validate and bind/connect what can be checked at start-up; raise OutputError with one line."""
 
-    def deliver(self, message: OutboundMessage) -> None:
-        """Deliver one message, or raise DeliveryError(reason). Runs on the output's own thread."""
+    def deliver(self, message: OutboundMessage) -> _Pending | None:
+        """Deliver one message, or raise DeliveryError(reason). Runs on the output's own thread.
+
+        Return :data:`PENDING` when the outcome is known only later; then call
+        :meth:`settle_pending` exactly once for this message (from any thread).
+        """
         raise NotImplementedError
+
+    def settle_pending(self, reason: str | None) -> None:
+        """A message that :meth:`deliver` left :data:`PENDING` is done: delivered (None) or undelivered for ``reason``."""
+        with self._lock:
+            if self._abandoned:
+                return
+            self._pending -= 1  # may dip below 0 for a moment: settled before deliver() returned
+            if reason is None:
+                self._delivered += 1
+            else:
+                self._undelivered[reason] += 1
+        with self._queue.all_tasks_done:  # close() may be waiting for the pending ones
+            self._queue.all_tasks_done.notify_all()
 
     def idle(self) -> None:
         """Called on the sender thread at least every ``POLL_S`` when no message waits (reconnects, timers)."""
@@ -166,13 +200,15 @@ class QueuedOutput:
         with self._lock:
             self._undelivered[reason] += n
 
-    def _settle(self, reason: str | None) -> None:
+    def _settle(self, reason: str | None, pending: bool = False) -> None:
         """The message in :meth:`deliver` is done: delivered (``reason`` None) or undelivered for ``reason``."""
         with self._lock:
             if self._abandoned:
                 return
             self._in_flight = 0
-            if reason is None:
+            if pending:
+                self._pending += 1
+            elif reason is None:
                 self._delivered += 1
             else:
                 self._undelivered[reason] += 1
@@ -190,12 +226,12 @@ class QueuedOutput:
                 with self._lock:
                     self._in_flight = 1
                 try:
-                    self.deliver(message)
+                    outcome = self.deliver(message)
                 except DeliveryError as exc:
                     self.last_error = str(exc)
                     self._settle(exc.reason)
                 else:
-                    self._settle(None)
+                    self._settle(None, pending=outcome is PENDING)
                 finally:
                     self._queue.task_done()
         except Exception as exc:  # noqa: BLE001 - an output bug must be visible, never kill inspection

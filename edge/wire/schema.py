@@ -104,11 +104,14 @@ class Verdict(_Message):
     run_id: str | None = Field(None, description="Changes at every start of the daemon (not at a reload).")
     restart: bool = Field(False, description="True on the first verdict of a run: a seq jump before it is "
                           "numbers left unused by an unclean stop, not verdicts lost.")
+    part_id: int | None = Field(None, ge=0, le=2**32 - 1, description="The part id the trigger of this frame "
+                                "carried (a PLC trigger, or the trigger control command with part_id); null in "
+                                "free run or for a trigger without one. Added within schema 1.")
 
 
 VERDICT_FIELDS = tuple(field.alias or name for name, field in Verdict.model_fields.items())
 # Added within schema 1: always sent, but a reader must not require them (older senders lack them).
-VERDICT_ADDED_FIELDS = ("device_frame_id", "timestamp_ns", "timestamp_clock", "run_id", "restart")
+VERDICT_ADDED_FIELDS = ("device_frame_id", "timestamp_ns", "timestamp_clock", "run_id", "restart", "part_id")
 VERDICT_REQUIRED_FIELDS = tuple(name for name in VERDICT_FIELDS if name not in VERDICT_ADDED_FIELDS)
 
 

@@ -57,8 +57,10 @@ Payload, schema version 1 (``VERDICT_SCHEMA_VERSION``)::
     run_id            str     changes at every start of the daemon (not at a reload)
     restart           bool    true on the first verdict of a run: a seq jump before it means numbers
                               left unused by an unclean stop, not verdicts lost
+    part_id           int     the part id the frame's trigger carried (a PLC trigger, or the trigger
+                              control command with part_id); null in free run or without one
 
-``device_frame_id``, ``timestamp_ns``, ``timestamp_clock``, ``run_id``, ``restart`` and the
+``device_frame_id``, ``timestamp_ns``, ``timestamp_clock``, ``run_id``, ``restart``, ``part_id`` and the
 ``dropped``/``drops`` counters were added within schema 1 (fields are only ever added
 within a version): a reader must accept verdicts that lack them, and fields it does not know.
 The payload is :class:`edge.wire.schema.Verdict`: :func:`build_verdict` makes it through that model
@@ -75,7 +77,7 @@ Example::
      "latency_ms": {"decode": 2.1, "preprocess": 1.5, "inference": 38.0, "postprocess": 2.2,
      "publish": 0.3, "total": 48.0}, "counters": {"frames": 42, "verdicts": 42, "errors": 0, "dropped": 0,
      "drops": {}},
-     "has_map": false, "run_id": "3f9a1c2b7d10", "restart": false}
+     "has_map": false, "run_id": "3f9a1c2b7d10", "restart": false, "part_id": null}
 """
 
 from __future__ import annotations
@@ -191,6 +193,7 @@ def build_verdict(
         "has_map": bool(has_map and inspection is not None),
         "run_id": run_id,
         "restart": bool(restart),
+        "part_id": frame.part_id,
     }
     return dump(Verdict.model_validate(payload))
 

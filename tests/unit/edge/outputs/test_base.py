@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from edge.outputs.base import DeliveryError, OutboundMessage, QueuedOutput
+from edge.outputs.base import PENDING, DeliveryError, OutboundMessage, QueuedOutput
 
 
 class Gate(QueuedOutput):
@@ -89,3 +89,37 @@ def test_a_crashing_output_counts_every_later_message_and_records_the_failure() 
     stats = out.stats()
     assert stats["delivered"] == 0 and sum(stats["undelivered"].values()) == 3
     assert out.failure and "RuntimeError: bug" in out.failure
+
+
+class Deferred(QueuedOutput):
+    """Takes every message into its own buffer; the test settles them as a peer would acknowledge."""
+
+    name = "deferred"
+
+    def __init__(self) -> None:
+        super().__init__(queue_size=8)
+        self.held: list[OutboundMessage] = []
+        self.took = threading.Semaphore(0)
+
+    def deliver(self, message: OutboundMessage) -> object:
+        self.held.append(message)
+        self.took.release()
+        return PENDING
+
+
+def test_a_pending_message_counts_as_queued_until_settled_and_as_shutdown_if_never() -> None:
+    out = Deferred()
+    out.start()
+    for seq in range(1, 5):
+        out.submit(verdict(seq))
+    for _ in range(4):
+        assert out.took.acquire(timeout=30)
+    assert out.stats()["queued"] == 4 and out.stats()["delivered"] == 0
+    out.settle_pending(None)  # the peer acknowledged one
+    out.settle_pending("overrun")  # and one was dropped from its buffer
+    stats = out.stats()
+    assert (stats["delivered"], stats["undelivered"], stats["queued"]) == (1, {"overrun": 1}, 2)
+    assert out.close(timeout=0.0) == 2  # the two still pending at the deadline
+    out.settle_pending(None)  # too late: not counted twice
+    stats = out.stats()
+    assert (stats["delivered"], stats["undelivered"], stats["queued"]) == (1, {"overrun": 1, "shutdown": 2}, 0)
