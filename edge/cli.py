@@ -162,8 +162,23 @@ def _validate(config: Any) -> int:
                f"publish {config.publish.endpoint}, overload {config.pipeline.overload}, control "
                f"{config.control.endpoint if config.control.enabled else 'off'}, metrics "
                f"{f'{config.metrics.host}:{config.metrics.port}' if config.metrics.enabled else 'off'}, archive "
-               f"{config.archive.directory if config.archive.enabled else 'off'}")
+               f"{config.archive.directory if config.archive.enabled else 'off'}, outputs "
+               f"{', '.join(_enabled_outputs(config)) or 'none'}")
     return 0
+
+
+def _enabled_outputs(config: Any) -> list[str]:
+    """``plc (modbus server, opcua)``-style names of the enabled ``outputs:`` sections."""
+    from pydantic import BaseModel
+
+    names = []
+    for name in type(config.outputs).model_fields:
+        section = getattr(config.outputs, name)
+        if getattr(section, "enabled", False):
+            parts = [f"{key} {getattr(value, 'role', '')}".strip() for key, value in section
+                     if isinstance(value, BaseModel)]
+            names.append(f"{name} ({', '.join(parts)})" if parts else name)
+    return names
 
 
 @main.command()
@@ -201,6 +216,7 @@ def _register_commands() -> None:
     from edge.tools.camera_bench import camera_bench
     from edge.tools.soak import soak
     from edge.control.cli import ctl, keygen
+    from edge.outputs.plc.cli import plc_map
     from edge.wire.schema_files import schemas
 
     main.add_command(camera_bench, name="camera-bench")
@@ -209,6 +225,7 @@ def _register_commands() -> None:
     main.add_command(ctl, name="ctl")
     main.add_command(keygen, name="keygen")
     main.add_command(schemas, name="schemas")
+    main.add_command(plc_map, name="plc-map")
 
 
 _register_commands()

@@ -23,12 +23,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from edge.outputs.base import OutboundMessage, OutputContext, OutputError, QueuedOutput
+from edge.outputs.plc import PlcConfig, create_plc_outputs
 
 OutputFactory = Callable[[Any, OutputContext], list[QueuedOutput]]
 
 # name -> (config model of the ``outputs.<name>`` section, factory). Each config model has an
 # ``enabled`` field (off by default); the factory is called only for an enabled section.
-OUTPUTS: dict[str, tuple[type[BaseModel], OutputFactory]] = {}
+OUTPUTS: dict[str, tuple[type[BaseModel], OutputFactory]] = {
+    "plc": (PlcConfig, create_plc_outputs),
+}
 
 
 def _outputs_config() -> type[BaseModel]:

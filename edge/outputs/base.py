@@ -35,14 +35,14 @@ log = logging.getLogger(__name__)
 MessageKind = Literal["verdict", "heartbeat", "status", "event"]
 
 
-class _Pending:
+class Pending:
     """The type of :data:`PENDING`."""
 
     def __repr__(self) -> str:
         return "PENDING"
 
 
-PENDING = _Pending()  # deliver() returns it for a message settled later with settle_pending()
+PENDING = Pending()  # deliver() returns it for a message settled later with settle_pending()
 ALL_KINDS: tuple[MessageKind, ...] = ("verdict", "heartbeat", "status", "event")
 POLL_S = 0.2
 
@@ -169,7 +169,7 @@ class QueuedOutput:
     def open(self) -> None:
         """Validate and bind/connect what can be checked at start-up; raise OutputError with one line."""
 
-    def deliver(self, message: OutboundMessage) -> _Pending | None:
+    def deliver(self, message: OutboundMessage) -> Pending | None:
         """Deliver one message, or raise DeliveryError(reason). Runs on the output's own thread.
 
         Return :data:`PENDING` when the outcome is known only later; then call
