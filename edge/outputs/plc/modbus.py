@@ -26,6 +26,9 @@ from edge.outputs.plc.registermap import RegisterMap
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 10.0
+# pymodbus logs every failed request with a dump of its last frames; this output reports the same
+# events itself, once per change of the connection state, with the reason.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 STOP_TIMEOUT_S = 3.0
 
 

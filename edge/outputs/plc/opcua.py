@@ -95,9 +95,12 @@ class _UserManager:
             if expected is not None and hmac.compare_digest(expected.encode(), (password or "").encode()):
                 return User(role=UserRole.User, name=username)
             return None
-        if certificate is not None:
+        # For an anonymous token asyncua passes the secure channel's peer certificate (or b""), so a
+        # certificate that is not trusted still leaves the anonymous rule to decide.
+        if certificate:
             der = certificate if isinstance(certificate, bytes) else uacrypto.der_from_x509(certificate)
-            return User(role=UserRole.User, name="certificate") if der in self.trusted else None
+            if der in self.trusted:
+                return User(role=UserRole.User, name="certificate")
         return User(role=UserRole.User) if self.anonymous else None
 
 
