@@ -214,6 +214,7 @@ def _register_commands() -> None:
     """Command groups that live in their own modules (importing only click at this point)."""
     from edge.tools.bench import bench
     from edge.tools.camera_bench import camera_bench
+    from edge.tools.plc_bench import plc_bench
     from edge.tools.soak import soak
     from edge.control.cli import ctl, keygen
     from edge.outputs.plc.cli import plc_map
@@ -226,6 +227,7 @@ def _register_commands() -> None:
     main.add_command(keygen, name="keygen")
     main.add_command(schemas, name="schemas")
     main.add_command(plc_map, name="plc-map")
+    main.add_command(plc_bench, name="plc-bench")
 
 
 _register_commands()
