@@ -27,6 +27,9 @@ EXTRAS = {
         "sympy>=1.12",  # needed by onnxruntime.quantization (ONNX INT8 export)
     ],
     "camera": ["harvesters==1.4.3", "genicam==1.6.0"],
+    # PLC outputs (outputs.plc). Pinned: pymodbus's datastore API changes within 3.x (3.16 keeps the
+    # SimDevice API meant for v4, which edge/outputs/plc uses) and asyncua's server API moves too.
+    "plc": ["pymodbus==3.16.1", "asyncua==2.1.0"],
     "dev": ["pytest>=7", "jsonschema>=4.18"],  # jsonschema: the wire messages checked against docs/schemas
 }
 

@@ -76,6 +76,20 @@ class PlcProgram:
                 self.t_trigger[part] = now
             return dict(out)
 
+    def feed(self, parts: Iterable[int], in_flight: int | None = None) -> None:
+        """More parts to trigger (and, optionally, a new limit of triggers without a result)."""
+        with self._lock:
+            new = list(parts)
+            self.to_trigger.extend(new)
+            self.total += len(new)
+            if in_flight is not None:
+                self.in_flight = in_flight
+
+    def set_acknowledging(self, acknowledging: bool) -> None:
+        """A PLC that stops (or resumes) reading results: results_valid is then left standing."""
+        with self._lock:
+            self.acknowledging = acknowledging
+
     def clear_overrun(self, high: bool) -> None:
         with self._lock:
             self.out["clear_overrun"] = int(high)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -33,18 +34,38 @@ def plc_map(config_path: Path | None, as_json: bool, as_csv: bool) -> None:
     if as_json and as_csv:
         click.echo("edge-inspect plc-map: give --json or --csv, not both", err=True)
         sys.exit(2)
-    modbus = ModbusConfig()
+    modbus = ModbusConfig.model_validate({})
     if config_path is not None:
-        from edge.daemon.config import ConfigError, load_config
-
-        try:
-            config = load_config(config_path)
-        except ConfigError as exc:
-            click.echo(f"edge-inspect plc-map: config error: {exc}", err=True)
-            sys.exit(2)
-        if config.outputs.plc.modbus is None:
-            click.echo(f"edge-inspect plc-map: {config_path} has no outputs.plc.modbus section", err=True)
-            sys.exit(2)
-        modbus = config.outputs.plc.modbus
+        modbus = _modbus_section(config_path)
     rmap = RegisterMap.from_config(modbus)
     click.echo(rmap.to_json() if as_json else rmap.to_csv() if as_csv else rmap.to_table(), nl=as_json)
+
+
+def _modbus_section(path: Path) -> Any:
+    """The ``outputs.plc.modbus`` section of a daemon config, validated (exit 2 with one line if it is not).
+
+    Only that section is read (``--validate-config`` checks the whole file): this package does not
+    import the daemon's config loader.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from edge.outputs.plc.config import ModbusConfig
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        click.echo(f"edge-inspect plc-map: {path}: {exc}", err=True)
+        sys.exit(2)
+    section = ((data.get("outputs") or {}).get("plc") or {}).get("modbus") if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        click.echo(f"edge-inspect plc-map: {path} has no outputs.plc.modbus section", err=True)
+        sys.exit(2)
+    try:
+        return ModbusConfig.model_validate(section)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        click.echo(f"edge-inspect plc-map: {path}: outputs.plc.modbus{'.' + where if where else ''}: {first['msg']}",
+                   err=True)
+        sys.exit(2)

@@ -50,7 +50,7 @@ class LoopThread:
 
     def run(self, coro: Awaitable[T], timeout: float) -> T:
         """Run ``coro`` on the loop and wait for its result (TimeoutError after ``timeout``)."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:

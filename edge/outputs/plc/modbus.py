@@ -17,7 +17,14 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from edge.outputs.base import PENDING, OutboundMessage, OutputContext, OutputError, QueuedOutput, Pending
+from edge.outputs.base import (
+    PENDING,
+    OutboundMessage,
+    OutputContext,
+    OutputError,
+    Pending,
+    QueuedOutput,
+)
 from edge.outputs.plc.config import ModbusConfig
 from edge.outputs.plc.handshake import OK, Handshake, result_from_verdict
 from edge.outputs.plc.loop import LoopThread

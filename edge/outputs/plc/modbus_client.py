@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-if TYPE_CHECKING:
-    from edge.outputs.plc.modbus import ModbusOutput
+from edge.outputs.plc.station import StationSide
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +29,7 @@ class PlcRefused(Exception):
 class ModbusClientIO:
     """Keeps a connection to the PLC and moves words both ways."""
 
-    def __init__(self, output: ModbusOutput) -> None:
+    def __init__(self, output: StationSide) -> None:
         self.output = output
         self.config = output.config
         self.map = output.map
@@ -68,7 +66,7 @@ class ModbusClientIO:
                 delay = config.reconnect_delay_s
                 self.output.set_connected(True)
                 await self._session(client)
-            except (ModbusException, PlcRefused, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, ModbusException, PlcRefused, ConnectionError, OSError) as exc:
                 self.attempts += 1
                 self.output.set_connected(False, f"{type(exc).__name__}: {exc}")
             finally:
@@ -93,7 +91,7 @@ class ModbusClientIO:
             written, written_coil = await self._flush(client, written, written_coil)
             try:
                 await asyncio.wait_for(self.wake.wait(), poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             written, written_coil = await self._flush(client, written, written_coil)
 

@@ -12,14 +12,12 @@ not mapped (a read across it is an illegal-address exception, as on a real devic
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-if TYPE_CHECKING:
-    from edge.outputs.plc.modbus import ModbusOutput
+from edge.outputs.plc.station import StationSide
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +28,7 @@ HOLDING_CODES = (3, 6, 16, 22, 23)
 class ModbusServerIO:
     """A pymodbus TCP server whose every request goes through the handshake."""
 
-    def __init__(self, output: ModbusOutput) -> None:
+    def __init__(self, output: StationSide) -> None:
         self.output = output
         config = output.config
         self.map = output.map

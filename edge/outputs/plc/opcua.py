@@ -26,7 +26,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edge.outputs.base import DeliveryError, OutboundMessage, OutputContext, OutputError, QueuedOutput
+from edge.outputs.base import (
+    DeliveryError,
+    OutboundMessage,
+    OutputContext,
+    OutputError,
+    QueuedOutput,
+)
 from edge.outputs.plc.config import OpcuaConfig, check_users_file
 from edge.outputs.plc.handshake import OK, result_from_verdict
 from edge.outputs.plc.loop import LoopThread
@@ -56,9 +62,9 @@ VARIABLES: dict[str, tuple[str, Any, str]] = {
     "Ready": ("Boolean", True, "Camera up, not paused, daemon running."),
     "BundleId": ("String", "", "The bundle deciding now."),
     "Heartbeat": ("UInt32", 0, "+1 for every message the daemon publishes; stops when the daemon does."),
-    "LastVerdict": ("String", "", "The last result as one JSON object (seq, part_id, result, verdict, score, "
-                    "normalized_score, regions, t_capture, t_publish): subscribe to this for one notification "
-                    "per part."),
+    "LastVerdict": ("String", "", ("The last result as one JSON object (seq, part_id, result, verdict, score, "
+                                   "normalized_score, regions, t_capture, t_publish): subscribe to this for one "
+                                   "notification per part.")),
 }
 
 
@@ -167,7 +173,7 @@ class OpcuaOutput(QueuedOutput):
         config = self.config
         users = check_users_file(config.users_file) if config.users_file is not None else {}
         trusted = _load_certificates(config.trusted_certificates) if config.trusted_certificates else []
-        server = Server(user_manager=_UserManager(config.anonymous, users, trusted))
+        server = Server(user_manager=_UserManager(config.anonymous, users, trusted))  # type: ignore[arg-type]
         await server.init()
         server.set_endpoint(config.endpoint)
         server.set_server_name(f"edge-inspect {self.context.station}")
@@ -244,7 +250,7 @@ class OpcuaOutput(QueuedOutput):
         if result.result == 3:
             self.counts["ErrorCount"] += 1
         score, normalized = verdict.get("score"), verdict.get("normalized_score")
-        t_capture = dt.datetime.fromtimestamp(float(verdict["t_capture"]), tz=dt.timezone.utc)
+        t_capture = dt.datetime.fromtimestamp(float(verdict["t_capture"]), tz=dt.UTC)
         summary = {"seq": verdict["seq"], "part_id": verdict.get("part_id"), "result": result.result,
                    "verdict": verdict["verdict"], "score": score, "normalized_score": normalized,
                    "regions": len(verdict.get("regions") or ()), "error": verdict.get("error"),

@@ -14,14 +14,30 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    from edge.outputs.plc.config import ModbusConfig
+from typing import Any, Literal, Protocol
 
 Direction = Literal["plc_to_station", "station_to_plc"]
 U16 = 0xFFFF
 U32 = 0xFFFFFFFF
+
+
+class MapSettings(Protocol):
+    """The settings the map depends on (what ``outputs.plc.modbus`` holds)."""
+
+    @property
+    def plc_base(self) -> int: ...
+
+    @property
+    def station_base(self) -> int: ...
+
+    @property
+    def word_order(self) -> str: ...
+
+    @property
+    def part_id_bits(self) -> int: ...
+
+    @property
+    def reject_coil(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -90,7 +106,7 @@ class RegisterMap:
         self._station = {f.name: f for f in STATION_FIELDS}
 
     @classmethod
-    def from_config(cls, config: ModbusConfig) -> RegisterMap:
+    def from_config(cls, config: MapSettings) -> RegisterMap:
         return cls(config.plc_base, config.station_base, config.word_order, config.part_id_bits, config.reject_coil)
 
     # ------------------------------------------------------------------ types
