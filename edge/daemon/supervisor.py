@@ -315,10 +315,10 @@ class InspectionDaemon:
         log.info("resumed")
         return {"state": "running"}
 
-    def trigger(self, args: dict[str, Any]) -> dict[str, Any]:
+    def trigger(self, args: dict[str, Any] | None = None) -> dict[str, Any]:
         """One frame in ``on_demand`` mode; ``args["part_id"]`` (optional) travels into its verdict."""
         assert self.acquisition is not None
-        return {"pending": self.acquisition.trigger(args.get("part_id"))}
+        return {"pending": self.acquisition.trigger((args or {}).get("part_id"))}
 
     def status(self) -> dict[str, Any]:
         """What ``ctl status`` answers: camera, bundle, counters, latency percentiles, queues."""

@@ -29,8 +29,9 @@ def control_daemon(tmp_path, pipeline: dict, camera: dict):
                                     "allowed_clients": str(keys.allowed_clients)}}}
     daemon = RunningDaemon(tmp_path, config)
 
-    def ctl(command: str, secret=keys.client_secret, timeout_s: float = 10.0) -> dict:
-        return request(endpoint, command, server_key=keys.server_public, client_key=secret, timeout_s=timeout_s)
+    def ctl(command: str, secret=keys.client_secret, timeout_s: float = 10.0, args: dict | None = None) -> dict:
+        return request(endpoint, command, args, server_key=keys.server_public, client_key=secret,
+                       timeout_s=timeout_s)
 
     return daemon, ctl, keys
 
@@ -100,13 +101,17 @@ def test_software_trigger_command_gives_one_verdict_per_trigger(tmp_path):
     try:
         daemon.wait_for(lambda d: len(d.of("heartbeat")) >= 2, what="2 heartbeats")
         assert not daemon.of("verdict")
-        for _ in range(3):
-            assert ctl("trigger")["ok"]
+        assert ctl("trigger")["ok"]
+        assert ctl("trigger", args={"part_id": 4711})["ok"]
+        assert ctl("trigger", args={"part_id": 2**32 - 1})["ok"]
+        refused = ctl("trigger", args={"part_id": -1})
+        assert refused["ok"] is False and "part_id" in refused["error"]
         daemon.wait_for(lambda d: len(d.of("verdict")) == 3, what="3 verdicts")
         assert daemon.terminate() == 0, daemon.log_tail()
     finally:
         daemon.close()
     assert [m["seq"] for m in daemon.of("verdict")] == [1, 2, 3]
+    assert [m["part_id"] for m in daemon.of("verdict")] == [None, 4711, 2**32 - 1]  # each trigger's part id
     # Three triggers grabbed three frames, and no more were grabbed until the stop.
     assert daemon.stopped()["counters"] == {"frames": 3, "verdicts": 3, "errors": 0, "dropped": 0, "drops": {}}
 
