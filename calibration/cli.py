@@ -12,7 +12,10 @@ from typing import Any
 import click
 
 from calibration.calibrate import CalibrationError, calibrate
-from calibration.evaluate import evaluate
+from calibration.evaluate import evaluate_bundles
+from calibration.evaluate import pixel_check as pixel_check_figures
+from calibration.pixelmetrics import DEFAULT_BINS
+from calibration.report_plots import MissingExtra, require_matplotlib
 from calibration.thresholds import DEFAULT_K, DEFAULT_TARGET_FRR, STRATEGIES
 from edge.model.bundle import BundleError
 
@@ -69,37 +72,96 @@ def _fmt(value: Any) -> str:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
               help="Dataset in MVTec layout: DIR/test/<type>/ and DIR/ground_truth/<type>/<stem>_mask.png.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
-              help="Also write the figures (and per-image results) to this JSON file.")
+              help="Also write the figures (and per-image results) to this JSON file (a list with --compare).")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path),
+              help="Write OUT/report.md (images in OUT/img/) and a self-contained OUT/report.html: summary, "
+              "per-defect table, curves, score histogram and what-if table, galleries. Needs the report extra "
+              "(pip install 'edge-inspect[report]').")
+@click.option("--compare", is_flag=True,
+              help="Evaluate two or more BUNDLES on the same images (taking turns image by image) and report "
+              "them side by side: one table and the curves overlaid.")
+@click.option("--gallery", "gallery_count", default=8, show_default=True, type=click.IntRange(min=0),
+              help="Tiles in the escape and false-reject galleries of --report.")
+@click.option("--per-type", default=3, show_default=True, type=click.IntRange(min=0),
+              help="Correct detections shown per defect type in --report.")
+@click.option("--pixel-check", type=click.IntRange(min=1), metavar="N",
+              help="Also compute pixel AUROC and AUPRO exactly (no binning) on N evenly spaced test images at "
+              "full resolution and print both beside the binned figures.")
+@click.option("--bins", default=DEFAULT_BINS, show_default=True, type=click.IntRange(min=16),
+              help="Score bins of the full-resolution pixel metrics.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino"]), default="auto", show_default=True,
               help="Inference engine; auto = the bundle's graph format decides.")
 @click.option("--threads", type=int, help="Inference threads (default: the engine's choice).")
-def eval_main(bundle: Path, data_dir: Path, json_path: Path | None, backend: str, threads: int | None) -> None:
+def eval_main(bundles: tuple[Path, ...], data_dir: Path, json_path: Path | None, report_dir: Path | None,
+              compare: bool, gallery_count: int, per_type: int, pixel_check: int | None, bins: int, backend: str,
+              threads: int | None) -> None:
     """Measure BUNDLE on DIR/test through the edge runtime at its calibrated threshold.
 
-    Prints image AUROC, pixel AUROC, F1, false-reject rate and escape rate, per defect type and
-    overall. NG (score above threshold) is the positive class.
+    Prints image AUROC, pixel AUROC, AUPRO (to FPR 0.3), F1, false-reject rate, escape rate and
+    escapes, per defect type and overall. NG (score above threshold) is the positive class.
+    Pixel figures are at each mask's full resolution. With --compare, give two or more bundles.
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if compare != (len(bundles) > 1):
+        _fail("edge-eval", ValueError("give one BUNDLE, or --compare with two or more"))
     try:
-        result = evaluate(bundle, data_dir, threads, _backend(backend))
-    except USER_ERRORS as exc:
+        if report_dir is not None:
+            require_matplotlib()  # before the minutes of inference, not after
+        evaluations = evaluate_bundles(bundles, data_dir, threads, _backend(backend), bins=bins)
+    except (*USER_ERRORS, MissingExtra) as exc:
         _fail("edge-eval", exc)
-    header = f"{'':16} {'img AUROC':>9} {'px AUROC':>9} {'F1':>7} {'FRR':>7} {'escape':>7} {'n':>5}"
-    click.echo(f"bundle {result['bundle_id']} threshold {result['threshold']:.4f} ({result['strategy']})")
+    checks = []
+    for evaluation in evaluations:
+        _print_figures(evaluation.figures)
+        check = pixel_check_figures(evaluation, pixel_check, bins) if pixel_check else None
+        if check:
+            click.echo(f"pixel check on {check['images']} images ({check['pixels']} px): AUROC binned "
+                       f"{check['auroc_binned']:.6f} ({check['binned_s']} s) exact {check['auroc_exact']:.6f} "
+                       f"({check['exact_s']} s); AUPRO binned {check['aupro_binned']:.6f} exact {check['aupro_exact']:.6f}")
+            evaluation.figures["pixel_check"] = check
+        checks.append(check)
+    if report_dir is not None:
+        from calibration.report import write_comparison, write_report
+
+        if compare:
+            paths = write_comparison(evaluations, _names(bundles), report_dir)
+        else:
+            paths = write_report(evaluations[0], report_dir, gallery_count, per_type, checks[0])
+        click.echo(f"report: {paths['markdown']} and {paths['html']}")
+    if json_path:
+        figures = [e.figures for e in evaluations]
+        json_path.write_text(json.dumps(_json_safe(figures if compare else figures[0]), indent=2))
+
+
+def _names(bundles: tuple[Path, ...]) -> list[str]:
+    """Short names for the comparison: the folder names, made unique."""
+    names = [b.resolve().name for b in bundles]
+    return [n if names.count(n) == 1 else str(b) for n, b in zip(names, bundles, strict=True)]
+
+
+def _print_figures(result: dict[str, Any]) -> None:
+    header = (f"{'':16} {'img AUROC':>9} {'px AUROC':>9} {'AUPRO':>7} {'F1':>7} {'FRR':>7} {'escape':>7} "
+              f"{'escapes':>7} {'n':>5}")
+    click.echo(f"bundle {result['bundle_id']} ({result['backend']}) threshold {result['threshold']:.4f} "
+               f"({result['strategy']})")
     click.echo(header)
     rows = [*result["per_defect_type"].items(), ("overall", result)]
     for name, m in rows:
-        click.echo(f"{name:16} {_fmt(m['image_auroc']):>9} {_fmt(m['pixel_auroc']):>9} {_fmt(m['f1']):>7} "
-                   f"{_fmt(m['false_reject_rate']):>7} {_fmt(m['escape_rate']):>7} {m['n_images']:>5}")
+        click.echo(f"{name:16} {_fmt(m['image_auroc']):>9} {_fmt(m['pixel_auroc']):>9} {_fmt(m['aupro']):>7} "
+                   f"{_fmt(m['f1']):>7} {_fmt(m['false_reject_rate']):>7} {_fmt(m['escape_rate']):>7} "
+                   f"{m['escapes']:>7} {m['n_images']:>5}")
     total = result["latency_ms"].get("total")
     if total:
         click.echo(f"latency (preprocess+inference+postprocess, ms): p50 {total['p50']:.1f}  p95 {total['p95']:.1f}")
-    if json_path:
-        json_path.write_text(json.dumps(_json_safe(result), indent=2))
+    timing = result["timing"]
+    click.echo(f"inference {timing['inference_s']} s, pixel metrics {timing['pixel_metrics_s']} s, "
+               f"peak RSS {timing['peak_rss_mb']} MB")
+    if result["unreadable"]:
+        click.echo(f"unreadable: {len(result['unreadable'])} image(s) skipped: {', '.join(result['unreadable'])}")
 
 
 def _json_safe(value: Any) -> Any:

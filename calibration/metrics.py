@@ -1,12 +1,17 @@
-"""Decision metrics in plain numpy: F1, false-reject and escape rates at a threshold, and the F1-optimal one.
+"""Image-level decision metrics in plain numpy: rates at a threshold, the thresholds worth asking about, curves.
 
 Written here rather than taken from scikit-learn so that evaluation runs on an edge-only install.
 The threshold-free ranking figure (ROC AUC) lives with the labelled test set in
-:mod:`export.heldout`, since export's accuracy guard needs it too. Convention throughout: label 1
-/ ``True`` is a defect (NG), a score above the threshold is NG.
+:mod:`export.heldout`, since export's accuracy guard needs it too; pixel-level figures are in
+:mod:`calibration.pixelmetrics`. Besides F1, false-reject and escape rates at one threshold, the
+report asks "what if the threshold were elsewhere": the F1-optimal and zero-escape thresholds, a
+what-if table, and the ROC and precision-recall points of every cut. Convention throughout:
+label 1 / ``True`` is a defect (NG), a score above the threshold is NG.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -47,3 +52,53 @@ def f1_optimal_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float,
     above = order[order > cuts[best]]
     threshold = (cuts[best] + above[0]) / 2 if above.size else cuts[best]
     return float(threshold), float(f1[best])
+
+
+def zero_escape_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The highest threshold that lets no defect through: just below the lowest defect score.
+
+    With the lowest good score above it, that is what the line would pay in false rejects to
+    let nothing through; the margin between it and the calibrated threshold is the headroom.
+    """
+    labels = np.asarray(labels, dtype=bool).ravel()
+    if not labels.any():
+        raise ValueError("zero-escape threshold needs defect scores")
+    lowest = float(np.asarray(scores, dtype=np.float64).ravel()[labels].min())
+    return float(np.nextafter(lowest, -np.inf))
+
+
+def what_if(labels: np.ndarray, scores: np.ndarray, thresholds: dict[str, float]) -> list[dict[str, Any]]:
+    """Counts and rates at each named threshold, in ascending threshold order."""
+    labels = np.asarray(labels, dtype=bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    rows = []
+    for name, threshold in sorted(thresholds.items(), key=lambda item: item[1]):
+        ng = scores > threshold
+        rows.append({"name": name, "threshold": float(threshold),
+                     "false_rejects": int(np.sum(ng & ~labels)), "escapes": int(np.sum(~ng & labels)),
+                     **decision_rates(labels, scores, threshold)})
+    return rows
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) at every distinct cut, from (0, 0) to (1, 1); FPR is the false-reject rate, 1 - TPR the escape rate."""
+    fp, tp, _ = _cumulative(labels, scores)
+    return fp / max(fp[-1], 1), tp / max(tp[-1], 1)
+
+
+def pr_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) at every distinct cut, highest threshold first (the all-OK cut left out)."""
+    fp, tp, _ = _cumulative(labels, scores)
+    fp, tp = fp[1:], tp[1:]
+    return tp / max(tp[-1], 1), tp / np.maximum(tp + fp, 1)
+
+
+def _cumulative(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False and true positives when NG is "score >= each distinct score", highest first, from zero."""
+    labels = np.asarray(labels, dtype=bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    distinct, group = np.unique(scores, return_inverse=True)
+    pos = np.bincount(group[labels], minlength=distinct.size)[::-1]
+    neg = np.bincount(group[~labels], minlength=distinct.size)[::-1]
+    zero = np.zeros(1)
+    return np.concatenate((zero, np.cumsum(neg))), np.concatenate((zero, np.cumsum(pos))), distinct[::-1]

@@ -1,7 +1,9 @@
 """The NG archive: every rejected part's verdict, image and anomaly map kept on disk, within a size cap.
 
 When a part is rejected someone asks "why?" hours later, so the daemon keeps the evidence beside
-the line: ``<dir>/<YYYYMMDD>/<station>-<seq>-<verdict>.json`` plus the image and ``-map.png``. NG
+the line: ``<dir>/<YYYYMMDD>/<station>-<seq>-<verdict>.json`` plus the image, ``-map.png`` and
+``-overlay.jpg`` (the frame with its heatmap and region boxes, :func:`edge.ops.overlay.draw_overlay`,
+the picture a person looks at first). NG
 frames are always kept, OK frames only sampled (to see drift). The box may lose power at any
 moment, so each file is written with :func:`~edge.ops.atomicfile.write_atomic` and the JSON is written
 last: a record whose JSON exists is complete. Start-up removes what a crash left half-done and
@@ -30,12 +32,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from edge.ops.atomicfile import fsync_dir, is_temp, write_atomic
+from edge.ops.overlay import draw_overlay, heat_from_png
 from edge.configfields import resolve_path
 
 log = logging.getLogger(__name__)
 
 DAY_PATTERN = re.compile(r"^\d{8}$")
 MAP_SUFFIX = "-map.png"
+OVERLAY_SUFFIX = "-overlay.jpg"
+OVERLAY_JPEG_QUALITY = 90
 MapPng = bytes | Callable[[], bytes] | None  # a callable is encoded on the writer thread
 
 
@@ -52,6 +57,8 @@ class ArchiveConfig(BaseModel):
     ok_sample_every: int = Field(0, ge=0, description="Keep one OK frame in N; 0 = never keep OK frames.")
     save_image: bool = Field(True, description="Save the camera image with each record.")
     save_map: bool = Field(True, description="Save the anomaly map (8-bit PNG) with each inspected record.")
+    save_overlay: bool = Field(True, description="Save the overlay (the frame with the heatmap and the region "
+                               "boxes, JPEG) with each inspected record that has an image.")
     image_format: Literal["png", "jpg"] = Field("png", description="png (lossless) or jpg (smaller, quality 95).")
     queue_size: int = Field(8, ge=1, description="Records waiting for the writer thread before new ones are dropped.")
 
@@ -86,10 +93,29 @@ class _RateLimited:
 
 def _record_stem(name: str) -> str | None:
     """``station1-0000000042-NG`` for any file of that record; None for files not ours."""
-    for suffix in (".json", MAP_SUFFIX, ".png", ".jpg"):
+    for suffix in (".json", MAP_SUFFIX, OVERLAY_SUFFIX, ".png", ".jpg"):
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return None
+
+
+def _role(name: str) -> str:
+    """Which file of a record this is: map, overlay or image."""
+    return "map" if name.endswith(MAP_SUFFIX) else "overlay" if name.endswith(OVERLAY_SUFFIX) else "image"
+
+
+def _overlay_jpeg(message: dict[str, Any], image: np.ndarray, map_png: bytes) -> bytes:
+    """The record's overlay: frame, heatmap, the verdict's regions, and its score against the threshold."""
+    score, threshold = message.get("score"), message.get("threshold")
+    caption = f"{message.get('station')} seq {message.get('seq')}: {message.get('verdict')}"
+    if score is not None and threshold is not None:
+        caption += f"  score {score:.4f} / threshold {threshold:.4f}"
+    picture = draw_overlay(image, heat_from_png(map_png), message.get("regions") or [], caption=caption,
+                           verdict=message.get("verdict"))
+    ok, buf = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, OVERLAY_JPEG_QUALITY])
+    if not ok:
+        raise ValueError(f"cannot encode the overlay of a {image.shape} image")
+    return buf.tobytes()
 
 
 class Archive:
@@ -134,11 +160,13 @@ class Archive:
                 if not ok:
                     raise ValueError(f"cannot encode a {image.shape} {image.dtype} image")
                 files.append((folder / f"{stem}.{self.config.image_format}", buf.tobytes()))
-            if self.config.save_map and map_png is not None:
-                files.append((folder / f"{stem}{MAP_SUFFIX}", map_png() if callable(map_png) else map_png))
-            names = {"image": None, "map": None} | {
-                ("map" if p.name.endswith(MAP_SUFFIX) else "image"): p.name for p, _ in files
-            }
+            wanted = self.config.save_map or (self.config.save_overlay and image is not None)
+            png = (map_png() if callable(map_png) else map_png) if wanted else None
+            if self.config.save_map and png is not None:
+                files.append((folder / f"{stem}{MAP_SUFFIX}", png))
+            if self.config.save_overlay and png is not None and image is not None:
+                files.append((folder / f"{stem}{OVERLAY_SUFFIX}", _overlay_jpeg(message, image, png)))
+            names = {"image": None, "map": None, "overlay": None} | {_role(p.name): p.name for p, _ in files}
             record = dict(message, archive=names)
             files.append((folder / f"{stem}.json", json.dumps(record, default=str).encode("utf-8")))
         except (cv2.error, ValueError, TypeError) as exc:

@@ -65,7 +65,7 @@ def all_files(directory: Path) -> list[Path]:
 def assert_complete(json_path: Path) -> dict:
     """The JSON parses and every file it names exists and decodes."""
     record = json.loads(json_path.read_text(encoding="utf-8"))
-    for key in ("image", "map"):
+    for key in ("image", "map", "overlay"):
         assert record["archive"][key], f"{json_path.name} has no {key}"
         data = np.fromfile(json_path.parent / record["archive"][key], dtype=np.uint8)
         assert cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is not None, f"{record['archive'][key]} does not decode"
@@ -78,7 +78,8 @@ def test_ng_record_has_image_map_and_json_named_by_station_seq_and_verdict(tmp_p
     written = archive.save(message, IMAGE, map_png)
     day = time.strftime("%Y%m%d", time.localtime(message["t_capture"]))
     assert [p.relative_to(tmp_path).as_posix() for p in written] == [
-        f"{day}/line3-0000000007-NG.png", f"{day}/line3-0000000007-NG-map.png", f"{day}/line3-0000000007-NG.json",
+        f"{day}/line3-0000000007-NG.png", f"{day}/line3-0000000007-NG-map.png",
+        f"{day}/line3-0000000007-NG-overlay.jpg", f"{day}/line3-0000000007-NG.json",
     ]
     record = assert_complete(written[-1])
     assert record["seq"] == 7 and record["verdict"] == "NG" and record["station"] == "line3"
@@ -89,12 +90,33 @@ def test_ng_record_has_image_map_and_json_named_by_station_seq_and_verdict(tmp_p
 
 
 def test_jpg_image_format_and_switched_off_parts(tmp_path):
-    archive = Archive(config(tmp_path, image_format="jpg", save_map=False))
+    archive = Archive(config(tmp_path, image_format="jpg", save_map=False, save_overlay=False))
     message, map_png = verdict(1)
     written = archive.save(message, IMAGE, map_png)
     assert [p.suffix for p in written] == [".jpg", ".json"]
     assert cv2.imread(str(written[0])).shape == IMAGE.shape
-    assert json.loads(written[-1].read_text())["archive"] == {"image": written[0].name, "map": None}
+    assert json.loads(written[-1].read_text())["archive"] == {"image": written[0].name, "map": None, "overlay": None}
+
+
+def test_overlay_is_written_beside_the_frame_and_coloured_where_the_map_is_high(tmp_path):
+    archive = Archive(config(tmp_path))
+    message, map_png = verdict(3)
+    grey = np.full_like(IMAGE, 128)
+    json_path = archive.save(message, grey, map_png)[-1]
+    record = assert_complete(json_path)
+    overlay = cv2.imread(str(json_path.parent / record["archive"]["overlay"]))
+    assert overlay.shape[1] == grey.shape[1] and overlay.shape[0] > grey.shape[0]  # the caption band under it
+    change = np.abs(overlay[: grey.shape[0]].astype(int) - grey).mean(axis=(1, 2))
+    # The test map rises from 0 (top rows) to 5 (bottom rows) against a pixel threshold of 2.5:
+    # the frame shows through where the map is low and is coloured where it is high.
+    assert change[:4].max() < 3 and change[-4:].min() > 30
+
+
+def test_no_overlay_without_an_image(tmp_path):
+    archive = Archive(config(tmp_path, save_image=False))
+    message, map_png = verdict(4)
+    written = archive.save(message, None, map_png)
+    assert [p.name.endswith(s) for p, s in zip(written, ("-map.png", ".json"), strict=True)] == [True, True]
 
 
 def test_ok_frames_are_not_archived_unless_sampled(tmp_path):
@@ -128,7 +150,7 @@ def test_cap_removes_the_oldest_whole_records_first(tmp_path):
     kept = [json.loads(p.read_text())["seq"] for p in records(tmp_path / "archive")]
     assert 1 < len(kept) < 10
     assert kept == list(range(11 - len(kept), 11))  # the newest, with no gaps
-    assert len(all_files(tmp_path / "archive")) == 3 * len(kept)  # no image or map left without its JSON
+    assert len(all_files(tmp_path / "archive")) == 4 * len(kept)  # no image, map or overlay without its JSON
     assert archive.stats()["removed"] == 10 - len(kept)
 
 
@@ -268,7 +290,7 @@ def test_kill_9_while_writing_leaves_no_partial_records_after_restart(tmp_path):
     named = set()
     for json_path in kept:
         record = json.loads(json_path.read_text(encoding="utf-8"))
-        for key in ("image", "map"):
+        for key in ("image", "map", "overlay"):
             named.add(json_path.parent / record["archive"][key])
         image = cv2.imread(str(json_path.parent / record["archive"]["image"]), cv2.IMREAD_UNCHANGED)
         assert image is not None and image.shape == (SIDE, SIDE, 3)
