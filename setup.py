@@ -1,4 +1,4 @@
-"""Packaging: a plain install is the edge runtime only; training and export come with ``.[train]``."""
+"""Packaging: a plain install is the edge runtime only; ``.[train]`` adds training and export, ``.[report]`` charts."""
 
 from setuptools import find_packages, setup
 
@@ -30,7 +30,9 @@ EXTRAS = {
     # PLC outputs (outputs.plc). Pinned: pymodbus's datastore API changes within 3.x (3.16 keeps the
     # SimDevice API meant for v4, which edge/outputs/plc uses) and asyncua's server API moves too.
     "plc": ["pymodbus==3.16.1", "asyncua==2.1.0"],
-    "dev": ["pytest>=7", "jsonschema>=4.18"],  # jsonschema: the wire messages checked against docs/schemas
+    "report": ["matplotlib>=3.7"],  # edge-eval --report: curves and histograms (galleries need only OpenCV)
+    # jsonschema: the wire messages checked against docs/schemas; scikit-learn: the hand-written AUROC checked
+    "dev": ["pytest>=7", "jsonschema>=4.18", "scikit-learn>=1.3"],
 }
 
 setup(

@@ -121,7 +121,8 @@ def eval_main(bundles: tuple[Path, ...], data_dir: Path, json_path: Path | None,
         if check:
             click.echo(f"pixel check on {check['images']} images ({check['pixels']} px): AUROC binned "
                        f"{check['auroc_binned']:.6f} ({check['binned_s']} s) exact {check['auroc_exact']:.6f} "
-                       f"({check['exact_s']} s); AUPRO binned {check['aupro_binned']:.6f} exact {check['aupro_exact']:.6f}")
+                       f"({check['exact_s']} s); AUPRO binned {check['aupro_binned']:.6f} "
+                       f"exact {check['aupro_exact']:.6f}")
             evaluation.figures["pixel_check"] = check
         checks.append(check)
     if report_dir is not None:

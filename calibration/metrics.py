@@ -81,7 +81,7 @@ def what_if(labels: np.ndarray, scores: np.ndarray, thresholds: dict[str, float]
 
 
 def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(FPR, TPR) at every distinct cut, from (0, 0) to (1, 1); FPR is the false-reject rate, 1 - TPR the escape rate."""
+    """(FPR, TPR) at every distinct cut, from (0, 0) to (1, 1): false-reject rate and 1 - escape rate."""
     fp, tp, _ = _cumulative(labels, scores)
     return fp / max(fp[-1], 1), tp / max(tp[-1], 1)
 

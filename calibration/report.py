@@ -134,8 +134,8 @@ def write_report(evaluation: Evaluation, out: Path, gallery_count: int = 8, per_
     thresholds = f"image threshold {f['threshold']:.4f}"
     doc.heading("Lowest-scored defects (escapes first)")
     doc.text(f"The {gallery_count} defect images that came closest to passing ({thresholds}). Left: the image; "
-             "right: the heatmap (yellow to red above the pixel threshold, fading out below it), the region boxes the edge publishes "
-             "(magenta) and the ground-truth outline (green).", note=True)
+             "right: the heatmap (yellow to red above the pixel threshold, fading out below it), the region "
+             "boxes the edge publishes (magenta) and the ground-truth outline (green).", note=True)
     doc.gallery(_rel(gallery.write_tiles(evaluation, gallery.lowest_defects(evaluation, gallery_count), img,
                                          "escape"), out))
     steps.update()

@@ -7,7 +7,6 @@ turns its absence into one line saying what to install. The Agg backend draws wi
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,11 @@ class MissingExtra(RuntimeError):
 
 
 def require_matplotlib() -> None:
-    if importlib.util.find_spec("matplotlib") is None:
-        raise MissingExtra("--report needs matplotlib: pip install 'edge-inspect[report]'")
+    """Raise :class:`MissingExtra` (one line: what to install) unless matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtra("--report needs matplotlib: pip install 'edge-inspect[report]'") from None
 
 
 def _pyplot() -> Any:

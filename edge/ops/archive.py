@@ -31,9 +31,9 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from edge.configfields import resolve_path
 from edge.ops.atomicfile import fsync_dir, is_temp, write_atomic
 from edge.ops.overlay import draw_overlay, heat_from_png
-from edge.configfields import resolve_path
 
 log = logging.getLogger(__name__)
 

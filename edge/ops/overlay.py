@@ -31,10 +31,14 @@ NG_COLOR = (40, 40, 220)
 class Box(Protocol):
     """Anything with a region's box in image pixels (``edge.model.inspector.Region`` is one)."""
 
-    x: int
-    y: int
-    w: int
-    h: int
+    @property
+    def x(self) -> int: ...
+    @property
+    def y(self) -> int: ...
+    @property
+    def w(self) -> int: ...
+    @property
+    def h(self) -> int: ...
 
 
 def heat_from_png(map_png: bytes) -> np.ndarray:
@@ -85,23 +89,23 @@ def draw_overlay(
     height0, width0 = frame.shape[:2]
     scale = 1.0 if width is None else width / width0
     if heat is not None:
-        h = heat.astype(np.float32) / 255.0 if heat.dtype == np.uint8 else heat.astype(np.float32)
-        h = np.clip(cv2.resize(h, (width0, height0), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
-        colours = cv2.applyColorMap((h * 255.0 + 0.5).astype(np.uint8), cv2.COLORMAP_JET)
-        weight = (alpha * np.clip((h - FADE_FROM) / (0.5 - FADE_FROM), 0.0, 1.0))[..., None]
-        frame = (frame * (1.0 - weight) + colours * weight + 0.5).astype(np.uint8)
+        level = heat.astype(np.float32) / np.float32(255.0 if heat.dtype == np.uint8 else 1.0)
+        level = np.clip(cv2.resize(level, (width0, height0), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+        colours = cv2.applyColorMap((level * 255.0 + 0.5).astype(np.uint8), cv2.COLORMAP_JET)
+        weight = (alpha * np.clip((level - FADE_FROM) / (0.5 - FADE_FROM), 0.0, 1.0))[..., None]
+        frame = np.asarray(frame * (1.0 - weight) + colours * weight + 0.5).astype(np.uint8)
     if scale != 1.0:
         frame = cv2.resize(frame, (round(width0 * scale), round(height0 * scale)), interpolation=cv2.INTER_AREA)
     thickness = max(1, round(min(frame.shape[:2]) / 200))
     if mask is not None:
-        binary = (np.asarray(mask) > 0).astype(np.uint8)
-        binary = cv2.resize(binary, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
+        binary = cv2.resize((np.asarray(mask) > 0).astype(np.uint8), (frame.shape[1], frame.shape[0]),
+                            interpolation=cv2.INTER_NEAREST)
         contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(frame, contours, -1, MASK_COLOR, thickness, cv2.LINE_8)
     for region in regions:
-        x, y, w, h = _box(region)
-        top_left = (round(x * scale), round(y * scale))
-        bottom_right = (round((x + w) * scale) - 1, round((y + h) * scale) - 1)
+        left, top, box_w, box_h = _box(region)
+        top_left = (round(left * scale), round(top * scale))
+        bottom_right = (round((left + box_w) * scale) - 1, round((top + box_h) * scale) - 1)
         cv2.rectangle(frame, top_left, bottom_right, BOX_COLOR, thickness, cv2.LINE_8)
     if caption:
         frame = _with_caption(frame, caption, verdict)
