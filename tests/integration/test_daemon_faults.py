@@ -110,11 +110,11 @@ def test_kill_9_then_restart_continues_the_sequence_with_a_restart_marker_and_no
     assert records and not [p for p in files if p.name.startswith(".")]
     for record in records:
         message = json.loads(record.read_text())
-        for name in (message["archive"]["image"], message["archive"]["map"]):
+        for name in (message["archive"]["image"], message["archive"]["map"], message["archive"]["overlay"]):
             if name is not None:
                 assert cv2.imread(str(record.parent / name), cv2.IMREAD_UNCHANGED) is not None, name
-    stems = {p.name.split(".")[0].removesuffix("-map") for p in files}
-    assert stems == {p.stem for p in records}  # no image or map without its JSON
+    stems = {p.name.split(".")[0].removesuffix("-map").removesuffix("-overlay") for p in files}
+    assert stems == {p.stem for p in records}  # no image, map or overlay without its JSON
 
 
 def test_reload_refuses_a_corrupt_bundle_keeps_the_old_one_and_accepts_a_good_one(tmp_path):
