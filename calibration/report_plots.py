@@ -42,6 +42,12 @@ def _pyplot() -> Any:
     return plt
 
 
+def colours(evaluation: Evaluation) -> dict[str, str]:
+    """One colour per defect type (and black for the overall curve), the same in every chart of a report."""
+    types = sorted({r.item.defect_type for r in evaluation.results} - {GOOD})
+    return {OVERALL: "black", GOOD: "#8fbf8f"} | {name: f"C{i % 10}" for i, name in enumerate(types)}
+
+
 def thin(x: np.ndarray, y: np.ndarray, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     """At most about ``points`` points spread evenly along the curve's length (a binned curve has 65 k)."""
     if x.size <= points:
@@ -85,8 +91,9 @@ def pixel_curves(path: Path, evaluation: Evaluation) -> None:
     """Pixel-level ROC, and the PRO curve up to its FPR limit, overall and per defect type."""
     plt = _pyplot()
     fig, (roc, pro) = plt.subplots(1, 2, figsize=(11, 4.6))
-    for name, curves in sorted(evaluation.pixels.items(), key=lambda kv: kv[0] != OVERALL):
-        style = {"lw": 2.2, "color": "black"} if name == OVERALL else {"lw": 1.2}
+    palette = colours(evaluation)
+    for name, curves in sorted(evaluation.pixels.items(), key=lambda kv: (kv[0] != OVERALL, kv[0])):
+        style = {"lw": 2.2 if name == OVERALL else 1.2, "color": palette[name]}
         x, y = thin(curves.fpr, curves.tpr)
         roc.plot(x, y, label=f"{name} {curves.auroc:.4f}", **style)
         x, y = _pro_to_limit(curves)
@@ -119,10 +126,12 @@ def score_histogram(path: Path, evaluation: Evaluation) -> None:
     scores = evaluation.scores
     edges = np.linspace(min(scores.min(), threshold) * 0.97, max(scores.max(), threshold) * 1.03, 41)
     fig, ax = plt.subplots(figsize=(11, 4.6))
+    palette = colours(evaluation)
     if GOOD in groups:
-        ax.hist(groups[GOOD], bins=edges, color="#8fbf8f", alpha=0.8, label=f"good ({len(groups[GOOD])})")
+        ax.hist(groups[GOOD], bins=edges, color=palette[GOOD], alpha=0.8, label=f"good ({len(groups[GOOD])})")
     for name in sorted(set(groups) - {GOOD}):
-        ax.hist(groups[name], bins=edges, histtype="step", lw=2, label=f"{name} ({len(groups[name])})")
+        ax.hist(groups[name], bins=edges, histtype="step", lw=2, color=palette[name],
+                label=f"{name} ({len(groups[name])})")
     ax.axvline(threshold, color="red", ls="--", lw=2, label=f"threshold {threshold:.4g} (normalised 0.5)")
     ax.set(xlabel="image score (raw units)", ylabel="images", title="Where the threshold sits")
     top = ax.secondary_xaxis("top", functions=(lambda s: 0.5 * s / threshold, lambda n: 2.0 * n * threshold))
@@ -138,17 +147,20 @@ def compare_curves(path: Path, evaluations: Sequence[Evaluation], names: Sequenc
     """Image ROC, pixel ROC and PRO of several bundles overlaid, operating points marked."""
     plt = _pyplot()
     fig, (image, pixel, pro) = plt.subplots(1, 3, figsize=(15, 4.8))
-    for evaluation, name in zip(evaluations, names, strict=True):
+    dashes = ("-", "--", ":", "-.")  # identical curves (FP32 and FP16) stay visible on top of each other
+    for index, (evaluation, name) in enumerate(zip(evaluations, names, strict=True)):
         figures = evaluation.figures
+        style = dashes[index % len(dashes)]
         fpr, tpr = roc_points(evaluation.labels, evaluation.scores)
-        (line,) = image.plot(fpr, tpr, lw=1.8, label=f"{name} {figures['image_auroc']:.4f}")
+        (line,) = image.plot(fpr, tpr, style, lw=1.8, label=f"{name} {figures['image_auroc']:.4f}")
         image.plot([figures["false_reject_rate"]], [1 - figures["escape_rate"]], "o", mfc="none", mew=2,
                    ms=9, color=line.get_color())
         curves = evaluation.pixels.get(OVERALL)
         if curves is not None:
-            pixel.plot(*thin(curves.fpr, curves.tpr), lw=1.5, color=line.get_color(),
+            pixel.plot(*thin(curves.fpr, curves.tpr), style, lw=1.5, color=line.get_color(),
                        label=f"{name} {curves.auroc:.4f}")
-            pro.plot(*_pro_to_limit(curves), lw=1.5, color=line.get_color(), label=f"{name} {curves.aupro:.4f}")
+            pro.plot(*_pro_to_limit(curves), style, lw=1.5, color=line.get_color(),
+                     label=f"{name} {curves.aupro:.4f}")
     image.set(title="Image ROC (o: each bundle's threshold)", xlabel="false-reject rate", ylabel="detection rate")
     pixel.set(title="Pixel ROC", xlabel="pixel FPR", ylabel="pixel TPR")
     pro.set(title=f"PRO to FPR {FPR_LIMIT}", xlabel="pixel FPR", ylabel="PRO", xlim=(0, FPR_LIMIT))
