@@ -160,7 +160,8 @@ def _print_figures(result: dict[str, Any]) -> None:
         click.echo(f"latency (preprocess+inference+postprocess, ms): p50 {total['p50']:.1f}  p95 {total['p95']:.1f}")
     timing = result["timing"]
     shared = f" ({timing['bundles_in_run']} bundles in turn)" if timing["bundles_in_run"] > 1 else ""
-    click.echo(f"inference {timing['inference_s']} s, pixel metrics {timing['pixel_metrics_s']} s{shared}, "
+    click.echo(f"inference {timing['inference_s']} s, pixel metrics {timing['pixel_metrics_s']} s "
+               f"(CPU {timing['pixel_metrics_cpu_s']} s){shared}, "
                f"peak RSS {timing['peak_rss_mb']} MB")
     if result["unreadable"]:
         click.echo(f"unreadable: {len(result['unreadable'])} image(s) skipped: {', '.join(result['unreadable'])}")
