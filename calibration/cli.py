@@ -122,7 +122,7 @@ def eval_main(bundles: tuple[Path, ...], data_dir: Path, json_path: Path | None,
             click.echo(f"pixel check on {check['images']} images ({check['pixels']} px): AUROC binned "
                        f"{check['auroc_binned']:.6f} ({check['binned_s']} s) exact {check['auroc_exact']:.6f} "
                        f"({check['exact_s']} s); AUPRO binned {check['aupro_binned']:.6f} "
-                       f"exact {check['aupro_exact']:.6f}")
+                       f"exact {check['aupro_exact']:.6f}; peak RSS then {check['peak_rss_mb']} MB")
             evaluation.figures["pixel_check"] = check
         checks.append(check)
     if report_dir is not None:

@@ -267,7 +267,11 @@ def latency_summary(timings: list[dict[str, float]]) -> dict[str, dict[str, floa
 
 
 def pixel_check(evaluation: Evaluation, n_images: int, bins: int = DEFAULT_BINS) -> dict[str, Any]:
-    """Binned vs exact pixel AUROC and AUPRO on ``n_images`` evenly spaced test images at full resolution."""
+    """Binned vs exact pixel AUROC and AUPRO on ``n_images`` evenly spaced test images at full resolution.
+
+    The times exclude reading the masks and resizing the maps (done once for both); with every
+    image, the exact computation is the cost of not binning: all pixels in memory and one sort.
+    """
     with_masks = [r for r in evaluation.results if not r.is_defect or r.item.mask is not None]
     picked = [with_masks[round(i)] for i in np.linspace(0, len(with_masks) - 1, min(n_images, len(with_masks)))]
     maps = [full_resolution(r.anomaly_map, r.shape) for r in picked]
@@ -285,4 +289,4 @@ def pixel_check(evaluation: Evaluation, n_images: int, bins: int = DEFAULT_BINS)
     return {"images": len(picked), "pixels": int(sum(m.size for m in maps)), "bins": bins,
             "auroc_binned": binned.auroc, "auroc_exact": exact.auroc,
             "aupro_binned": binned.aupro, "aupro_exact": exact.aupro,
-            "binned_s": round(t1 - t0, 3), "exact_s": round(t2 - t1, 3)}
+            "binned_s": round(t1 - t0, 3), "exact_s": round(t2 - t1, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
