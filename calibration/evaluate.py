@@ -53,6 +53,7 @@ class ImageResult:
 
     @property
     def is_defect(self) -> bool:
+        """Whether the image is of a defect (not in test/good)."""
         return self.item.is_defect
 
 
@@ -69,15 +70,18 @@ class Evaluation:
 
     @property
     def threshold(self) -> float:
+        """The bundle's calibrated image threshold."""
         assert self.bundle.thresholds is not None
         return self.bundle.thresholds.image
 
     @property
     def labels(self) -> np.ndarray:
+        """True for each defect image, in result order."""
         return np.array([r.is_defect for r in self.results], bool)
 
     @property
     def scores(self) -> np.ndarray:
+        """The image scores, in result order."""
         return np.array([r.score for r in self.results])
 
 

@@ -143,6 +143,7 @@ class PixelHistogram:
         self.n_regions += count
 
     def __add__(self, other: PixelHistogram) -> PixelHistogram:
+        """The histogram of both sets of images (same bins required)."""
         if (self.lo, self.hi, self.bins) != (other.lo, other.hi, other.bins):
             raise ValueError("histograms with different bins cannot be merged")
         merged = PixelHistogram(self.lo, self.hi, self.bins)
@@ -151,6 +152,7 @@ class PixelHistogram:
         return merged
 
     def curves(self, fpr_limit: float = FPR_LIMIT) -> PixelCurves:
+        """ROC and PRO curves with a threshold at every bin edge."""
         return _curves(self.good, self.defect, self.region, self.n_regions, fpr_limit)
 
 

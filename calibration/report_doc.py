@@ -45,15 +45,19 @@ class Document:
     blocks: list[tuple[str, Any]] = field(default_factory=list)
 
     def heading(self, text: str) -> None:
+        """A section heading."""
         self.blocks.append(("heading", text))
 
     def text(self, text: str, note: bool = False) -> None:
+        """A paragraph (``**bold**`` allowed); ``note`` makes it small print."""
         self.blocks.append(("note" if note else "text", text))
 
     def table(self, header: list[str], rows: list[list[Any]]) -> None:
+        """A table; cells are formatted by :func:`cell`."""
         self.blocks.append(("table", (header, [[cell(v) for v in row] for row in rows])))
 
     def figure(self, path: str, alt: str) -> None:
+        """An image, full width."""
         self.blocks.append(("figure", (path, alt)))
 
     def gallery(self, tiles: list[tuple[str, str]]) -> None:
@@ -61,6 +65,7 @@ class Document:
         self.blocks.append(("gallery", tiles))
 
     def markdown(self) -> str:
+        """The report as Markdown, images linked relative to the report folder."""
         out = [f"# {self.title}", ""]
         for kind, value in self.blocks:
             if kind == "heading":

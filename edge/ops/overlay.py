@@ -32,13 +32,24 @@ class Box(Protocol):
     """Anything with a region's box in image pixels (``edge.model.inspector.Region`` is one)."""
 
     @property
-    def x(self) -> int: ...
+    def x(self) -> int:
+        """Left edge."""
+        ...
+
     @property
-    def y(self) -> int: ...
+    def y(self) -> int:
+        """Top edge."""
+        ...
+
     @property
-    def w(self) -> int: ...
+    def w(self) -> int:
+        """Width."""
+        ...
+
     @property
-    def h(self) -> int: ...
+    def h(self) -> int:
+        """Height."""
+        ...
 
 
 def heat_from_png(map_png: bytes) -> np.ndarray:
