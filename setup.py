@@ -1,4 +1,4 @@
-"""Packaging: a plain install is the edge runtime only; ``.[train]`` adds training and export, ``.[report]`` charts."""
+"""Packaging: a plain install is the edge runtime only; training and export come with ``.[train]``."""
 
 from setuptools import find_packages, setup
 
