@@ -32,6 +32,7 @@ OVERRIDES: dict[str, tuple[str, bool]] = {
     "publish": ("publish.endpoint", False),
     "station": ("station", False),
     "send_map": ("publish.send_map", False),
+    "send_image": ("publish.send_image", False),
     "wait_subscriber": ("publish.wait_subscriber_s", False),
     "threads": ("runtime.threads", False),
     "backend": ("runtime.backend", False),
@@ -90,6 +91,8 @@ def build_overrides(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
 @click.option("--station", metavar="NAME", help="Station name; verdicts go out on topic verdict.NAME (station).")
 @click.option("--send-map/--no-send-map", default=None,
               help="Append the anomaly map PNG to each verdict as a third frame (publish.send_map).")
+@click.option("--send-image/--no-send-image", default=None,
+              help="Append the frame as a JPEG to each verdict, for edge-inspect view (publish.send_image).")
 @click.option("--wait-subscriber", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Before the first frame, wait up to SECONDS for a subscriber (publish.wait_subscriber_s).")
 @click.option("--threads", type=click.IntRange(min=1), help="Inference threads (runtime.threads).")

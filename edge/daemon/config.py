@@ -50,6 +50,12 @@ class PublishConfig(BaseModel):
         description="ZeroMQ endpoint to bind, e.g. tcp://0.0.0.0:5556 or ipc:///run/edge-inspect/verdicts.",
     )
     send_map: bool = Field(False, description="Append the anomaly map as an 8-bit PNG (third message frame).")
+    send_image: bool = Field(False, description="Append the frame itself as a JPEG (after the map, if any), for the "
+                             "live view (edge-inspect view). Costs the publishing thread one resize and JPEG encode "
+                             "per frame, and every subscriber the bytes.")
+    image_max_side: int = Field(640, ge=16, le=16384, description="With send_image: the JPEG's longest side in "
+                                "pixels; a larger frame is shrunk (area averaging), a smaller one is sent as it is.")
+    image_quality: int = Field(80, ge=1, le=100, description="With send_image: JPEG quality, 1-100.")
     wait_subscriber_s: float = Field(
         0.0, ge=0, description="Before the first frame, wait up to this many seconds for a subscriber; 0 = don't wait."
     )

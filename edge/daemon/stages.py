@@ -6,7 +6,9 @@ thread-safe); a reload hands it a new one (and the new ``max_consecutive_failure
 a bundle. Publishing is the only user of the ZeroMQ socket (sockets are not thread-safe either):
 it numbers verdicts, sends them and every status/event message in order, sends a heartbeat when
 nothing else went out for ``heartbeat_s``, feeds the NG archive and the metrics, and tells the
-systemd watchdog that the pipeline is alive. Both drain their input queue before finishing, so
+systemd watchdog that the pipeline is alive. The attachments a verdict may carry (the map PNG
+with ``send_map``, the frame's JPEG with ``send_image``, for the live view) are encoded here, so
+their cost shows in ``latency_ms.publish`` and never delays the next inference. Both drain their input queue before finishing, so
 at a stop the frames already grabbed still get their verdicts.
 """
 
@@ -22,6 +24,7 @@ from typing import Any
 from edge.daemon.pipeline import POLL_S, Accounting, FrameQueue, Job, Message, Worker
 from edge.daemon.sequence import SequenceCounter
 from edge.model.bundle import Bundle
+from edge.model.imageio import ImageReadError, encode_jpeg
 from edge.model.inspector import Inspector
 from edge.ops.latency import LatencyWindow
 from edge.outputs import OutboundMessage
@@ -121,7 +124,8 @@ class PublishStage(Worker):
                  upstream_done: threading.Event, heartbeat: Callable[[bool], dict[str, Any]],
                  on_verdict: Callable[[dict[str, Any], Job, bytes | None], None],
                  alive: Callable[[], None], pipeline_healthy: Callable[[], bool], stop: threading.Event,
-                 on_sent: Callable[[OutboundMessage], None] = lambda _message: None) -> None:
+                 on_sent: Callable[[OutboundMessage], None] = lambda _message: None, *,
+                 send_image: bool = False, image_max_side: int = 640, image_quality: int = 80) -> None:
         super().__init__("publish", stop)
         self.items = items
         self.publisher = publisher
@@ -131,6 +135,9 @@ class PublishStage(Worker):
         self.station = station
         self.heartbeat_s = heartbeat_s
         self.send_map = send_map
+        self.send_image = send_image
+        self.image_max_side = image_max_side
+        self.image_quality = image_quality
         self.upstream_done = upstream_done
         self.heartbeat = heartbeat
         self.on_verdict = on_verdict
@@ -175,13 +182,15 @@ class PublishStage(Worker):
     def _publish(self, job: Job) -> None:
         inspection = job.inspection
         map_png = inspection.map_png() if self.send_map and inspection is not None else None
+        image_jpeg = self._frame_jpeg(job)
         self.accounting.verdict(error=job.error is not None)
         message = build_verdict(
             station=self.station, seq=self.sequence.next(), frame=job.frame, bundle_id=job.bundle_id,
             counters=self.accounting.snapshot(), inspection=inspection, error=job.error,
-            has_map=map_png is not None, run_id=self.sequence.run_id, restart=self.first,
+            has_map=map_png is not None, has_image=image_jpeg is not None, run_id=self.sequence.run_id,
+            restart=self.first,
         )
-        parts = encode_verdict(message, map_png, job.t_inspected or None)
+        parts = encode_verdict(message, map_png, job.t_inspected or None, image_jpeg)
         self._send(parts)
         self.first = False
         stages = dict(job.stages_ms)
@@ -191,3 +200,14 @@ class PublishStage(Worker):
         self.alive()
         self.on_verdict(message, job, map_png)
         self.on_sent(OutboundMessage("verdict", message, {"map_png": map_png} if map_png is not None else {}))
+
+    def _frame_jpeg(self, job: Job) -> bytes | None:
+        """The frame as a JPEG for the live view, or None (send_image off, no image, encoding failed)."""
+        image = job.frame.image
+        if not self.send_image or image is None or image.size == 0:
+            return None
+        try:
+            return encode_jpeg(image, self.image_max_side, self.image_quality)
+        except ImageReadError as exc:  # the verdict matters more than its picture
+            log.warning("frame %s sent without its image: %s", job.frame.source, exc)
+            return None

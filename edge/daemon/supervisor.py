@@ -146,6 +146,8 @@ class InspectionDaemon:
             self._items, self.publisher, self.sequence, self.accounting, self.latency, config.station,
             config.publish.heartbeat_s, config.publish.send_map, self._inference_done, self._heartbeat,
             self._on_verdict, self.services.alive, self._healthy, self.stop, on_sent=self.services.published,
+            send_image=config.publish.send_image, image_max_side=config.publish.image_max_side,
+            image_quality=config.publish.image_quality,
         )
         try:
             self.services.start(bundle_id=self.bundle.bundle_id, handlers=self.handlers(), stop=self.stop,

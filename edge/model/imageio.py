@@ -57,3 +57,24 @@ def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
         raise FileNotFoundError(f"{root}: not a directory")
     pattern = "**/*" if recursive else "*"
     return sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def encode_jpeg(image: np.ndarray, max_side: int, quality: int) -> bytes:
+    """``image`` (``uint8`` gray or BGR) as a JPEG whose longest side is at most ``max_side``.
+
+    For the live view (``publish.send_image``): a smaller copy is shrunk with area averaging
+    (sharp, no aliasing), one at or under ``max_side`` is encoded as it is.
+    """
+    height, width = image.shape[:2]
+    longest = max(height, width)
+    try:
+        if longest > max_side:
+            scale = max_side / longest
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    except cv2.error as exc:
+        raise ImageReadError(f"JPEG encoding of a {width}x{height} image failed: {exc}") from None
+    if not ok:
+        raise ImageReadError(f"JPEG encoding of a {width}x{height} image failed")
+    return jpeg.tobytes()

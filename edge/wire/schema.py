@@ -101,6 +101,14 @@ class Verdict(_Message):
     counters: Counters = Field(description="Frame accounting at this verdict; a frame dropped between two "
                                "verdicts shows in the next one.")
     has_map: bool = Field(description="Whether a third frame (the anomaly map as an 8-bit PNG) follows.")
+    has_image: bool = Field(False, description="Whether the frame itself follows as a JPEG (publish.send_image), "
+                            "after the map when has_map is true. Added within schema 1.")
+    image_width: NonNegativeInt | None = Field(None, description="Width in pixels of the frame as the camera "
+                                               "delivered it: the space regions are given in (the JPEG may be "
+                                               "smaller); null when the frame had no image. Added within schema 1.")
+    image_height: NonNegativeInt | None = Field(None, description="Height in pixels of the frame as the camera "
+                                                "delivered it; null when the frame had no image. Added within "
+                                                "schema 1.")
     run_id: str | None = Field(None, description="Changes at every start of the daemon (not at a reload).")
     restart: bool = Field(False, description="True on the first verdict of a run: a seq jump before it is "
                           "numbers left unused by an unclean stop, not verdicts lost.")
@@ -111,7 +119,8 @@ class Verdict(_Message):
 
 VERDICT_FIELDS = tuple(field.alias or name for name, field in Verdict.model_fields.items())
 # Added within schema 1: always sent, but a reader must not require them (older senders lack them).
-VERDICT_ADDED_FIELDS = ("device_frame_id", "timestamp_ns", "timestamp_clock", "run_id", "restart", "part_id")
+VERDICT_ADDED_FIELDS = ("device_frame_id", "timestamp_ns", "timestamp_clock", "run_id", "restart", "part_id",
+                        "has_image", "image_width", "image_height")
 VERDICT_REQUIRED_FIELDS = tuple(name for name in VERDICT_FIELDS if name not in VERDICT_ADDED_FIELDS)
 
 

@@ -11,6 +11,11 @@ Wire format (ZeroMQ multipart, PUB/SUB)::
     frame 1  payload  UTF-8 JSON object, below
     frame 2  map      optional: anomaly map as an 8-bit PNG (only when publish.send_map is on
                       and the frame was inspected; then "has_map" is true)
+    next     image    optional: the frame itself as a JPEG, longest side at most
+                      publish.image_max_side (only when publish.send_image is on and the frame
+                      had an image; then "has_image" is true). It is frame 3 after a map, else
+                      frame 2: the attachments follow the payload in this order, each present
+                      only when its flag says so, so a reader counts 2 + has_map + has_image.
 
 Payload, schema version 1 (``VERDICT_SCHEMA_VERSION``)::
 
@@ -54,14 +59,19 @@ Payload, schema version 1 (``VERDICT_SCHEMA_VERSION``)::
                               frames = verdicts published + dropped, always; a frame dropped between
                               two verdicts shows in the next one
     has_map           bool    whether frame 2 (anomaly map PNG) follows
+    has_image         bool    whether the frame's JPEG follows (after the map, if any)
+    image_width       int     width and height in pixels of the frame as the camera delivered
+    image_height      int     it, the space the regions are in (the JPEG may be smaller); null
+                              when the frame had no image
     run_id            str     changes at every start of the daemon (not at a reload)
     restart           bool    true on the first verdict of a run: a seq jump before it means numbers
                               left unused by an unclean stop, not verdicts lost
     part_id           int     the part id the frame's trigger carried (a PLC trigger, or the trigger
                               control command with part_id); null in free run or without one
 
-``device_frame_id``, ``timestamp_ns``, ``timestamp_clock``, ``run_id``, ``restart``, ``part_id`` and the
-``dropped``/``drops`` counters were added within schema 1 (fields are only ever added
+``device_frame_id``, ``timestamp_ns``, ``timestamp_clock``, ``run_id``, ``restart``, ``part_id``,
+``has_image``, ``image_width``, ``image_height`` and the ``dropped``/``drops`` counters were added
+within schema 1 (fields are only ever added
 within a version): a reader must accept verdicts that lack them, and fields it does not know.
 The payload is :class:`edge.wire.schema.Verdict`: :func:`build_verdict` makes it through that model
 and :func:`parse_verdict` checks received ones against it (JSON Schema: ``docs/schemas/``).
@@ -77,7 +87,8 @@ Example::
      "latency_ms": {"decode": 2.1, "preprocess": 1.5, "inference": 38.0, "postprocess": 2.2,
      "publish": 0.3, "total": 48.0}, "counters": {"frames": 42, "verdicts": 42, "errors": 0, "dropped": 0,
      "drops": {}},
-     "has_map": false, "run_id": "3f9a1c2b7d10", "restart": false, "part_id": null}
+     "has_map": false, "has_image": false, "image_width": 900, "image_height": 900,
+     "run_id": "3f9a1c2b7d10", "restart": false, "part_id": null}
 """
 
 from __future__ import annotations
@@ -117,11 +128,12 @@ class VerdictError(ValueError):
 
 @dataclass
 class ReceivedVerdict:
-    """A parsed verdict: the topic, the JSON payload (as received) and the optional anomaly map PNG."""
+    """A parsed verdict: the topic, the JSON payload (as received), the optional map PNG and frame JPEG."""
 
     topic: str
     message: dict[str, Any]
     map_png: bytes | None = None
+    image_jpeg: bytes | None = None
 
 
 def topic_for(station: str) -> bytes:
@@ -147,6 +159,7 @@ def build_verdict(
     inspection: Inspection | None = None,
     error: str | None = None,
     has_map: bool = False,
+    has_image: bool = False,
     run_id: str | None = None,
     restart: bool = False,
 ) -> dict[str, Any]:
@@ -169,6 +182,8 @@ def build_verdict(
         regions = [_region(r) for r in inspection.regions]
     else:
         verdict, score, normalized, threshold, pixel_threshold, regions = "NG", None, None, None, None, []
+    shape = getattr(frame.image, "shape", None)
+    height, width = (int(shape[0]), int(shape[1])) if shape is not None and len(shape) >= 2 else (None, None)
     payload = {
         "schema": VERDICT_SCHEMA_VERSION,
         "station": station,
@@ -191,6 +206,9 @@ def build_verdict(
         "latency_ms": latency,
         "counters": _counters(counters),
         "has_map": bool(has_map and inspection is not None),
+        "has_image": bool(has_image and width is not None),
+        "image_width": width,
+        "image_height": height,
         "run_id": run_id,
         "restart": bool(restart),
         "part_id": frame.part_id,
@@ -212,32 +230,33 @@ def _region(region: Any) -> dict[str, Any]:
 
 
 def encode_verdict(
-    message: dict[str, Any], map_png: bytes | None = None, publish_start: float | None = None
+    message: dict[str, Any], map_png: bytes | None = None, publish_start: float | None = None,
+    image_jpeg: bytes | None = None,
 ) -> list[bytes]:
     """Stamp ``t_publish`` and the publish/total latencies, and return the multipart frames.
 
     ``publish_start`` is the ``time.perf_counter()`` reading taken when inspection finished, so
-    ``latency_ms.publish`` covers map encoding and serialisation.
+    ``latency_ms.publish`` covers map and image encoding and serialisation.
     """
     message["t_publish"] = time.time()
     latency = message["latency_ms"]
     if publish_start is not None:
         latency["publish"] = round((time.perf_counter() - publish_start) * 1000.0, 3)
     latency["total"] = round(max(0.0, message["t_publish"] - message["t_capture"]) * 1000.0, 3)
-    if map_png is not None and not message.get("has_map"):
-        raise ValueError("map_png given for a verdict with has_map false")
     parts = [topic_for(message["station"]), json.dumps(message, allow_nan=False).encode("utf-8")]
-    if message.get("has_map"):
-        if map_png is None:
-            raise ValueError("has_map is true but no map_png was given")
-        parts.append(map_png)
+    for flag, attachment in (("has_map", map_png), ("has_image", image_jpeg)):
+        if (attachment is not None) != bool(message.get(flag)):
+            raise ValueError(f"{flag} is {bool(message.get(flag))} but the attachment was "
+                             f"{'not ' if attachment is None else ''}given")
+        if attachment is not None:
+            parts.append(attachment)
     return parts
 
 
 def parse_verdict(parts: list[bytes]) -> ReceivedVerdict:
     """Read multipart frames back into a :class:`ReceivedVerdict`; :class:`VerdictError` if malformed."""
-    if len(parts) not in (2, 3):
-        raise VerdictError(f"expected 2 or 3 message frames, got {len(parts)}")
+    if len(parts) not in (2, 3, 4):
+        raise VerdictError(f"expected 2 to 4 message frames, got {len(parts)}")
     try:
         topic = parts[0].decode("utf-8")
         message = json.loads(parts[1].decode("utf-8"))
@@ -256,7 +275,10 @@ def parse_verdict(parts: list[bytes]) -> ReceivedVerdict:
         raise VerdictError(f"invalid verdict: {describe_error(exc)}") from None
     if topic != TOPIC_PREFIX + str(message["station"]):
         raise VerdictError(f"topic {topic!r} does not match station {message['station']!r}")
-    map_png = parts[2] if len(parts) == 3 else None
-    if bool(message["has_map"]) != (map_png is not None):
-        raise VerdictError("has_map does not match the number of message frames")
-    return ReceivedVerdict(topic=topic, message=message, map_png=map_png)
+    has_map, has_image = bool(message["has_map"]), bool(message.get("has_image", False))
+    if len(parts) != 2 + has_map + has_image:
+        raise VerdictError(f"has_map {has_map} and has_image {has_image} do not match the {len(parts)} message frames")
+    attachments = iter(parts[2:])
+    map_png = next(attachments) if has_map else None
+    image_jpeg = next(attachments) if has_image else None
+    return ReceivedVerdict(topic=topic, message=message, map_png=map_png, image_jpeg=image_jpeg)

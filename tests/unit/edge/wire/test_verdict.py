@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -20,6 +22,8 @@ from edge.wire.verdict import (
     encode_verdict,
     parse_verdict,
 )
+
+REPO = Path(__file__).resolve().parents[4]
 
 
 def make_frame(**fields) -> Frame:
@@ -142,7 +146,7 @@ def edited(payload: bytes, **changes) -> bytes:
         (lambda p: p.__setitem__(1, edited(p[1], verdict="MAYBE")), "verdict: Input should be 'OK' or 'NG'"),
         (lambda p: p.__setitem__(1, edited(p[1], regions=[{"x": 1}])), r"regions\.0\.y: Field required"),
         (lambda p: p.append(b"unexpected map"), "has_map"),
-        (lambda p: p.pop(), "2 or 3"),
+        (lambda p: p.pop(), "2 to 4"),
     ],
 )
 def test_parser_rejects_malformed_messages(mutate, match):
@@ -150,3 +154,35 @@ def test_parser_rejects_malformed_messages(mutate, match):
     mutate(parts)
     with pytest.raises(VerdictError, match=match):
         parse_verdict(parts)
+
+
+def test_frame_jpeg_follows_the_map_and_the_image_size_travels_with_the_regions():
+    from edge.model.imageio import encode_jpeg, read_image
+
+    image = read_image(sorted((REPO / "edge" / "demo" / "images" / "scratch").glob("*.png"))[0])
+    inspection = make_inspection()
+    jpeg = encode_jpeg(image, max_side=100, quality=80)
+    message = verdict_for(inspection, frame=make_frame(image=image), has_map=True, has_image=True)
+    parts = encode_verdict(message, inspection.map_png(), image_jpeg=jpeg)
+    assert len(parts) == 4
+    received = parse_verdict(parts)
+    assert received.map_png.startswith(b"\x89PNG") and received.image_jpeg == jpeg and jpeg.startswith(b"\xff\xd8")
+    assert (received.message["image_width"], received.message["image_height"]) == (image.shape[1], image.shape[0])
+    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert max(decoded.shape[:2]) == 100  # the longest side, shrunk; the regions stay in frame pixels
+
+
+def test_image_without_a_map_is_frame_2_and_a_frame_count_off_by_one_is_refused():
+    message = verdict_for(make_inspection(), has_image=True)
+    parts = encode_verdict(message, image_jpeg=b"\xff\xd8jpeg")
+    received = parse_verdict(parts)
+    assert received.image_jpeg == b"\xff\xd8jpeg" and received.map_png is None
+    with pytest.raises(VerdictError, match="has_image"):
+        parse_verdict(parts[:2])
+    with pytest.raises(ValueError, match="has_image"):
+        encode_verdict(verdict_for(make_inspection()), image_jpeg=b"\xff\xd8jpeg")
+
+
+def test_error_verdict_without_pixels_carries_no_image_and_no_size():
+    message = verdict_for(error="decode: unreadable", frame=make_frame(image=None), has_image=True)
+    assert message["has_image"] is False and message["image_width"] is None and message["image_height"] is None
