@@ -219,6 +219,8 @@ def _register_commands() -> None:
     from edge.tools.camera_bench import camera_bench
     from edge.tools.plc_bench import plc_bench
     from edge.tools.soak import soak
+    from edge.tools.view_bench import view_bench
+    from edge.view.cli import view
     from edge.control.cli import ctl, keygen
     from edge.outputs.plc.cli import plc_map
     from edge.wire.schema_files import schemas
@@ -231,6 +233,8 @@ def _register_commands() -> None:
     main.add_command(schemas, name="schemas")
     main.add_command(plc_map, name="plc-map")
     main.add_command(plc_bench, name="plc-bench")
+    main.add_command(view, name="view")
+    main.add_command(view_bench, name="view-bench")
 
 
 _register_commands()

@@ -1,0 +1,194 @@
+// edge-inspect live view: one station's page. Draws the latest part (or the NG held until acknowledged), the
+// verdict, score against threshold, counts, latency, camera and freshness, and the strip of recent parts.
+// window.edgeView exposes what the page drew, for tests and the bench: the publish-to-screen latency of every
+// part drawn is measured here (Date.now() against the verdict's t_publish, once the canvases are drawn).
+import {
+  cameraText, clock, connect, decode, drawPart, drawStored, freshnessText, imageUrl, percent, setPill,
+  verdictClass,
+} from "./common.js";
+
+const station = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
+const $ = (id) => document.getElementById(id);
+const main = { viewer: $("viewer"), frame: $("frame"), heat: $("heat"), boxes: $("boxes") };
+const zoom = { viewer: $("zoom-viewer"), frame: $("zoom-frame"), heat: $("zoom-heat"), boxes: $("zoom-boxes") };
+const edgeView = window.edgeView = {
+  station, updates: 0, drawn: 0, skippedParts: 0, lastDrawnPart: 0, latencies: [], linked: false, state: null,
+};
+let viewId = "";
+let pending = null;  // the newest update not drawn yet (latest-only on the page too)
+let drawing = false;
+let held = null;  // the NG part held on screen, with hold on NG
+let acknowledgedUpTo = 0;  // NG parts up to this view number were acknowledged
+let lastState = null;
+
+$("station").textContent = station;
+document.title = `edge-inspect · ${station}`;
+
+const opacity = $("opacity");
+opacity.value = localStorage.getItem("edge-view-opacity") || opacity.value;
+const applyOpacity = () => {
+  for (const heat of [main.heat, zoom.heat]) heat.style.opacity = String(opacity.value / 100);
+  $("opacity-value").textContent = `${opacity.value} %`;
+  localStorage.setItem("edge-view-opacity", opacity.value);
+};
+opacity.addEventListener("input", applyOpacity);
+applyOpacity();
+
+const hold = $("hold");
+hold.checked = localStorage.getItem("edge-view-hold") === "1";
+hold.addEventListener("change", () => {
+  localStorage.setItem("edge-view-hold", hold.checked ? "1" : "0");
+  acknowledgedUpTo = lastState && lastState.last_ng ? lastState.last_ng.part : 0;  // from now on
+  if (!hold.checked) release();
+});
+$("ack").addEventListener("click", () => {
+  acknowledgedUpTo = Math.max(acknowledgedUpTo, lastState && lastState.last_ng ? lastState.last_ng.part : 0);
+  release();
+});
+
+function release() {
+  held = null;
+  $("held").hidden = true;
+  const latest = lastState && lastState.latest;
+  if (!latest) return;
+  showVerdict(latest);
+  edgeView.lastDrawnPart = latest.part;
+  drawStored(main, station, latest, viewId).catch(() => {});
+}
+
+function showVerdict(part) {
+  const box = $("verdict");
+  box.className = `verdict ${verdictClass(part)}`;
+  box.firstChild.textContent = part ? (part.error ? "NG" : part.verdict) : "–";
+  $("verdict-detail").textContent = part
+    ? `seq ${part.seq} · ${clock(part.t_capture)}${part.error ? ` · ${part.error}` : ""}` : "no part yet";
+  $("score").textContent = part && part.score !== null ? part.score.toFixed(3) : "–";
+  $("threshold").textContent = part && part.threshold !== null ? part.threshold.toFixed(3) : "–";
+  const fill = $("score-fill");
+  const normalized = part && part.normalized_score !== null ? part.normalized_score : 0;
+  fill.style.width = `${(100 * normalized).toFixed(1)}%`;
+  fill.className = `fill${normalized > 0.5 ? " over" : ""}`;
+  $("part-info").textContent = part ? `${part.source || ""} · ${part.regions.length} region(s)` : "";
+}
+
+function showPanels(state) {
+  setPill($("freshness"), ...freshnessText(state), state.freshness);
+  const [cameraLabel, cameraKind] = cameraText(state.camera);
+  setPill($("camera"), cameraLabel, cameraKind, state.camera.state);
+  $("bundle-id").textContent = state.bundle.id || "?";
+  $("bundle-loaded").textContent = state.bundle.loaded_at
+    ? `· loaded ${clock(state.bundle.loaded_at)} (${state.bundle.how})` : "· loaded before the view started";
+  const total = state.total;
+  $("count-ok").textContent = total.ok;
+  $("count-ng").textContent = total.ng;
+  $("count-errors").textContent = total.errors;
+  $("count-drops").textContent = total.drops;
+  $("count-yield").textContent = percent(total.yield);
+  $("missed").hidden = !total.missed;
+  $("missed").textContent = `${total.missed} verdict(s) never reached the view (seq gaps): counts are short by that`;
+  const lat = state.latency_ms;
+  $("lat-p50").textContent = lat.n ? lat.total.p50.toFixed(1) : "–";
+  $("lat-p95").textContent = lat.n ? lat.total.p95.toFixed(1) : "–";
+  $("inf-p95").textContent = lat.n ? lat.inference.p95.toFixed(1) : "–";
+  $("hours").tBodies[0].innerHTML = state.hours.slice().reverse().map((h) => `<tr><td>${clock(h.start).slice(0, 5)}</td>`
+    + `<td>${h.ok}</td><td>${h.ng}</td><td>${h.errors}</td><td>${h.drops}</td><td>${percent(h.yield)}</td></tr>`).join("");
+  const event = state.last_event;
+  const banner = $("event");
+  banner.hidden = !(event && event.event === "reload_refused");
+  if (!banner.hidden) banner.textContent = `reload refused at ${clock(event.t)}: ${event.reason}`;
+  showHistory(state.history);
+}
+
+function showHistory(history) {
+  const strip = $("history");
+  const wanted = history.slice().reverse();
+  const existing = new Map([...strip.children].map((el) => [el.dataset.part, el]));
+  const children = wanted.map((part) => {
+    let el = existing.get(String(part.part));
+    if (!el) {
+      el = document.createElement("button");
+      el.type = "button";
+      el.className = `thumb ${part.error ? "NG" : part.verdict}`;
+      el.dataset.part = String(part.part);
+      el.title = `seq ${part.seq} ${part.verdict}${part.error ? ` (${part.error})` : ""} · ${clock(part.t_capture)}`;
+      const src = part.has_frame ? imageUrl(station, part, "frame.jpg", viewId)
+        : part.has_map ? imageUrl(station, part, "map.png", viewId) : null;
+      el.innerHTML = `${src ? `<img alt="" src="${src}">` : '<div class="noimg"></div>'}`
+        + `<span class="tag">${part.error ? "NG" : part.verdict} ${part.seq}</span>`;
+      el.addEventListener("click", () => openZoom(part));
+    }
+    return el;
+  });
+  strip.replaceChildren(...children);
+}
+
+async function openZoom(part) {
+  $("zoom-text").textContent = `seq ${part.seq} · ${part.verdict}${part.error ? ` (${part.error})` : ""} · score `
+    + `${part.score === null ? "–" : part.score.toFixed(3)} / ${part.threshold === null ? "–" : part.threshold.toFixed(3)}`
+    + ` · ${part.regions.length} region(s) · ${clock(part.t_capture)} · ${part.source || ""}`;
+  $("zoom").showModal();
+  await drawStored(zoom, station, part, viewId).catch(() => {});
+}
+
+async function drawLoop() {
+  if (drawing) return;
+  drawing = true;
+  try {
+    while (pending) {
+      const update = pending;
+      pending = null;
+      await drawUpdate(update);
+    }
+  } finally {
+    drawing = false;
+  }
+}
+
+async function drawUpdate({ header, frame, map }) {
+  const state = header.state;
+  lastState = state;
+  edgeView.state = state;
+  showPanels(state);
+  const ng = state.last_ng;
+  if (hold.checked && !held && ng && ng.part > acknowledgedUpTo) {
+    held = ng;
+    $("held").hidden = false;
+    showVerdict(ng);
+    if (state.latest && state.latest.part === ng.part) {
+      drawPart(main, ng, ...(await Promise.all([decode(frame, "image/jpeg"), decode(map, "image/png")])));
+    } else {
+      await drawStored(main, station, ng, viewId);  // the NG itself was skipped on the way: fetch it
+    }
+  }
+  if (held) {
+    const more = ng ? state.history.filter((p) => p.verdict === "NG" && p.part > held.part).length : 0;
+    $("held-text").textContent = `holding NG seq ${held.seq} (${clock(held.t_capture)})`
+      + `${more ? ` · ${more} more NG since` : ""}`;
+    return;
+  }
+  const part = state.latest;
+  if (!part || part.part === edgeView.lastDrawnPart) return;
+  const [frameBitmap, mapBitmap] = await Promise.all([decode(frame, "image/jpeg"), decode(map, "image/png")]);
+  if (held) return;  // held while decoding
+  drawPart(main, part, frameBitmap, mapBitmap);
+  showVerdict(part);
+  if (edgeView.lastDrawnPart && part.part > edgeView.lastDrawnPart + 1) {
+    edgeView.skippedParts += part.part - edgeView.lastDrawnPart - 1;
+  }
+  edgeView.lastDrawnPart = part.part;
+  requestAnimationFrame(() => {
+    edgeView.drawn += 1;
+    if (edgeView.latencies.length < 100000) edgeView.latencies.push(Date.now() / 1000 - part.t_publish);
+  });
+}
+
+connect(station, {
+  onUpdate: (update) => {
+    if (update.header.state.station !== station) return;
+    edgeView.updates += 1;
+    pending = update;
+    drawLoop();
+  },
+  onHello: (hello) => { viewId = hello.view_id; },
+  onLink: (up) => { edgeView.linked = up; $("link").hidden = up; },
+});
