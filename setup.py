@@ -31,8 +31,13 @@ EXTRAS = {
     # SimDevice API meant for v4, which edge/outputs/plc uses) and asyncua's server API moves too.
     "plc": ["pymodbus==3.16.1", "asyncua==2.1.0"],
     "report": ["matplotlib>=3.7"],  # edge-eval --report: curves and histograms (galleries need only OpenCV)
-    # jsonschema: the wire messages checked against docs/schemas; scikit-learn: the hand-written AUROC checked
-    "dev": ["pytest>=7", "jsonschema>=4.18", "scikit-learn>=1.3"],
+    # The live view's web server (edge-inspect view). aiohttp: HTTP, static files and WebSockets in one
+    # package; the size comparison with starlette + uvicorn is in docs/view.md.
+    "view": ["aiohttp>=3.9"],
+    # jsonschema: the wire messages checked against docs/schemas; scikit-learn: the hand-written AUROC
+    # checked; playwright: the view's tests drive Debian's Chromium (install with
+    # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; never `playwright install`).
+    "dev": ["pytest>=7", "jsonschema>=4.18", "scikit-learn>=1.3", "playwright>=1.40"],
 }
 
 setup(
@@ -44,7 +49,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["edge", "edge.*", "training", "training.*", "export", "export.*",
                                     "calibration", "calibration.*", "studies", "studies.*"]),
-    package_data={"edge": ["demo/bundle/*", "demo/images/*/*"]},
+    package_data={"edge": ["demo/bundle/*", "demo/images/*/*", "view/static/*"]},
     install_requires=EDGE_REQUIRES,
     extras_require=EXTRAS,
     entry_points={

@@ -144,7 +144,8 @@ export function percent(value) {
   return value === null || value === undefined ? "–" : `${(100 * value).toFixed(1)} %`;
 }
 
-export function cameraText(camera) {
+export function cameraText(camera, freshness) {
+  if (freshness === "stale") return ["camera ? (no news from the station)", ""];
   switch (camera.state) {
     case "up": return ["camera up", "good"];
     case "down": return [`camera down${camera.reason ? `: ${camera.reason}` : ""}`, "bad"];

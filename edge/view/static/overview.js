@@ -41,7 +41,7 @@ async function draw(name) {
       const q = (selector) => tile.querySelector(selector);
       const [freshText, freshKind] = freshnessText(state);
       setPill(q(".fresh"), freshText, freshKind, state.freshness);
-      const [camText, camKind] = cameraText(state.camera);
+      const [camText, camKind] = cameraText(state.camera, state.freshness);
       setPill(q(".cam"), camText, camKind, state.camera.state);
       q(".bundle").textContent = state.bundle.id || "";
       for (const key of ["ok", "ng", "errors", "drops"]) q(`.${key}`).textContent = state.total[key];

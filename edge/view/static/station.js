@@ -73,7 +73,7 @@ function showVerdict(part) {
 
 function showPanels(state) {
   setPill($("freshness"), ...freshnessText(state), state.freshness);
-  const [cameraLabel, cameraKind] = cameraText(state.camera);
+  const [cameraLabel, cameraKind] = cameraText(state.camera, state.freshness);
   setPill($("camera"), cameraLabel, cameraKind, state.camera.state);
   $("bundle-id").textContent = state.bundle.id || "?";
   $("bundle-loaded").textContent = state.bundle.loaded_at
