@@ -12,6 +12,7 @@ Sub-packages, lowest first; each may import only those listed before it:
 - :mod:`edge.control`: CurveZMQ keys and sockets, the control server and its client;
 - :mod:`edge.wire`: the messages on the wire (verdict, heartbeat, status, event), publisher, subscriber;
 - :mod:`edge.outputs`: outputs beside the publisher (PLC, broker) on one bounded-queue base;
+- :mod:`edge.view`: the operator's live view, a companion process subscribing to the verdict stream;
 - :mod:`edge.daemon`: config, pipeline threads, accounting, sequence counter, side services, supervisor;
 - :mod:`edge.tools`: benches, soak and the daemon harness they share with the tests;
 - :mod:`edge.cli`: the ``edge-inspect`` command.

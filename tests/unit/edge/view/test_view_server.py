@@ -193,3 +193,38 @@ def test_a_client_that_stops_reading_skips_updates_and_then_gets_the_latest(tmp_
     slow_stats = max(state["clients"], key=lambda c: c["skipped"])
     assert slow_stats["skipped"] > 0 and slow_stats["sent"] < total
     assert fast_seqs == list(range(1, total + 1))  # the state on connect, then one update per verdict
+
+
+def test_the_daemon_never_loads_the_web_server_and_the_view_never_loads_a_model():
+    code = ("import json, sys\n"
+            "import edge.cli, edge.daemon.supervisor\n"
+            "daemon = sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp')\n"
+            "import edge.view.server, edge.view.cli\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('cv2', 'onnxruntime', 'openvino'))\n"
+            "print(json.dumps([daemon, heavy]))\n")
+    fresh = subprocess.run([sys.executable, "-c", code.replace("import edge.cli, edge.daemon.supervisor\n", "")],
+                           env=daemon_env(), capture_output=True, text=True, check=True)
+    assert json.loads(fresh.stdout)[1] == []  # the view's own modules, alone: no OpenCV, no engine
+    both = subprocess.run([sys.executable, "-c", code], env=daemon_env(), capture_output=True, text=True, check=True)
+    assert json.loads(both.stdout)[0] == []  # the daemon and the command line: no aiohttp
+
+
+def test_an_encrypted_stream_reaches_the_view_with_keys_and_not_without(tmp_path, demo_parts):
+    from edge.control.curve import CurveServerConfig
+    from tests.unit.edge.control.curve_keys import make_keys
+
+    (tmp_path / "keys").mkdir()
+    keys = make_keys(tmp_path / "keys")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    curve = CurveServerConfig(secret_key=keys.server_secret, allowed_clients=keys.allowed_clients)
+    keyed = ["--server-key", str(keys.server_public), "--client-key", str(keys.client_secret)]
+    with Publisher(endpoint, linger_ms=0, curve=curve) as publisher, \
+            RunningView([endpoint], tmp_path / "keyed", keyed) as view, \
+            RunningView([endpoint], tmp_path / "plain") as plain:
+        assert publisher.wait_for_subscriber(30)  # the keyed view's subscription (a plain one never completes)
+        frame, inspection = demo_parts[0]
+        publish(publisher, frame, inspection, 1, encode_jpeg(frame.image, 64, 70))
+        view.wait_state(lambda s: "st1" in s["states"], what="the encrypted verdict")
+        publisher.wait_for_subscriber(0)  # read the subscriptions that arrived meanwhile
+        assert publisher.subscriptions == 4  # the keyed view's four topics; the plain view was refused
+        assert plain.state()["messages"]["received"] == 0
