@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -33,9 +34,17 @@ import click
 
 from edge.ops.latency import percentiles
 from edge.tools.harness import DEMO_BUNDLE, DEMO_IMAGES, RunningDaemon
-from edge.tools.view_harness import CLOCK_TICKS, Browser, RunningView, chromium_path, cpu_ticks, rss_mb
+from edge.tools.view_harness import (
+    CLOCK_TICKS,
+    Browser,
+    RunningView,
+    chromium_path,
+    cpu_ticks,
+    rss_mb,
+)
 
 STATION = "bench"
+STDERR = sys.stderr  # progress bars there; the JSON goes to stdout
 
 
 class VerdictLog:
@@ -165,8 +174,7 @@ def latency(fps: float, browsers: int, phase_s: float, pairs: int, settle_s: flo
     by_kind: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory(prefix="edge-view-bench-") as tmp, station(Path(tmp), fps, source) as (
             daemon, verdicts), RunningView([daemon.endpoint], Path(tmp) / "view") as view, sync_playwright() as pw:
-        with click.progressbar(range(2 * pairs), label="view-bench latency: phases", file=click.get_text_stream(
-                "stderr")) as bar:
+        with click.progressbar(range(2 * pairs), label="view-bench latency: phases", file=STDERR) as bar:
             for index in bar:
                 with_pages = index % 2 == 1
                 open_ = open_pages(pw, Path(tmp), view, browsers, str(index)) if with_pages else []
@@ -202,7 +210,7 @@ def latency(fps: float, browsers: int, phase_s: float, pairs: int, settle_s: flo
                 "daemon_cpu_ms_per_verdict": round(sum(p["daemon_cpu_ms_per_verdict"] * p["verdicts"]
                                                        for p in group) / max(1, weights), 2)}
 
-    result = {
+    result: dict[str, Any] = {
         "fps": fps, "browsers": browsers, "phase_s": phase_s, "pairs": pairs, "source": str(source),
         "page_latency_ms": {**percentiles(page_ms), "n": len(page_ms),
                             "per_browser": [{**percentiles(v), "n": len(v)} for v in per_browser]},
@@ -244,7 +252,7 @@ def rss(minutes: float, fps: float, period_s: float, source: Path, json_path: Pa
         sampler.start()
         count = max(1, round(minutes * 60 / period_s))
         with click.progressbar(range(count), label="view-bench rss: browser cycles",
-                               file=click.get_text_stream("stderr")) as bar:
+                               file=STDERR) as bar:
             for index in bar:
                 browser = open_pages(pw, Path(tmp), view, 1, str(index))[0]
                 started = time.monotonic()
@@ -298,7 +306,7 @@ def image(frames: int, fps: float, pairs: int, max_side: int, quality: int, sour
     extra = {"publish": {"send_map": True, "heartbeat_s": 1.0, "sndhwm": 200, "image_max_side": max_side,
                          "image_quality": quality}}
     with click.progressbar(range(2 * pairs), label="view-bench image: daemon runs",
-                           file=click.get_text_stream("stderr")) as bar:
+                           file=STDERR) as bar:
         for index in bar:
             send_image = index % 2 == 1
             extra["publish"]["send_image"] = send_image

@@ -12,6 +12,7 @@ whose machine lost power.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.tools.harness import daemon_env, free_port
+
+log = logging.getLogger(__name__)
 
 CHROMIUM = os.environ.get("EDGE_CHROMIUM", "/usr/bin/chromium")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -187,5 +190,5 @@ class Browser:
     def close(self) -> None:
         try:
             self.context.close()
-        except Exception:  # noqa: BLE001 - a killed browser cannot be closed politely; it is gone anyway
-            pass
+        except Exception as exc:  # noqa: BLE001 - a killed browser cannot be closed politely; it is gone anyway
+            log.debug("browser %s: %s", self.profile, exc)

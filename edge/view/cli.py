@@ -109,7 +109,8 @@ def view(connects: tuple[str, ...], listen: str, token: str | None, token_file: 
         fail("give both --server-key and --client-key for an encrypted stream, or neither")
     if len(server_keys) not in (0, 1, len(connects)):
         fail(f"{len(server_keys)} --server-key for {len(connects)} --connect: give one for all, or one each")
-    keys = list(server_keys) * len(connects) if len(server_keys) == 1 else list(server_keys) or [None] * len(connects)
+    keys: list[Path | None] = [server_keys[0] if len(server_keys) == 1 else server_keys[i] if server_keys else None
+                               for i in range(len(connects))]
     endpoints = [Endpoint(address, key, client_key if key is not None else None) for address, key in zip(
         connects, keys, strict=True)]
     _setup_logging(log_level)

@@ -89,7 +89,7 @@ class Client:
                 send = self.ws.send_str(data) if isinstance(data, str) else self.ws.send_bytes(data)
                 try:
                     await asyncio.wait_for(send, SEND_TIMEOUT_S)
-                except (asyncio.TimeoutError, ConnectionError):
+                except (TimeoutError, ConnectionError):
                     log.info("closing the view of %s: it did not take an update within %.0f s", self.peer,
                              SEND_TIMEOUT_S)
                     await self.ws.close()

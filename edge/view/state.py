@@ -43,6 +43,7 @@ LATENCY_WINDOW = 200
 HOURS_KEPT = 24
 STALE_PERIODS = 1.5  # silent this many heartbeat periods: stale (the ticker adds < 0.1 s, so < 2 periods)
 Freshness = Literal["waiting", "live", "idle", "stale", "stopped"]
+CameraState = Literal["unknown", "up", "down", "reconnecting", "gave_up"]
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Tally:
 class Camera:
     """The camera as the last status message (or heartbeat) described it."""
 
-    state: Literal["unknown", "up", "down", "reconnecting", "gave_up"] = "unknown"
+    state: CameraState = "unknown"
     reason: str | None = None
     attempt: int = 0
     next_retry_s: float | None = None
@@ -189,7 +190,7 @@ class StationState:
     def on_status(self, message: dict[str, Any]) -> None:
         self._seen(None)
         camera = message["camera"]
-        state = "reconnecting" if camera == "down" and message["attempt"] > 0 else camera
+        state: CameraState = "reconnecting" if camera == "down" and message["attempt"] > 0 else camera
         since = self.camera.since if self.camera.state == state else message["t"]
         self.camera = Camera(state, message.get("reason"), message["attempt"], message.get("next_retry_s"), since)
         self._changed()

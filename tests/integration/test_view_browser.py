@@ -90,7 +90,8 @@ def test_station_page_follows_the_daemon_part_by_part_and_shows_a_dead_station_s
                 seen, frames, heats = [], set(), set()
                 while not any(m["verdict"] == "OK" for m in seen):  # the demo starts with defects, then good parts
                     trigger()
-                    daemon.wait_for(lambda d, n=len(seen) + 1: len(d.of("verdict")) >= n, what="the verdict")
+                    wanted = len(seen) + 1
+                    daemon.wait_for(lambda d, n=wanted: len(d.of("verdict")) >= n, what="the verdict")
                     seen = daemon.of("verdict")
                     page.wait_for_function(f"window.edgeView.lastDrawnPart >= {len(seen)}", timeout=WAIT_MS)
                     assert page.get_attribute("#frame", "data-seq") == str(seen[-1]["seq"])

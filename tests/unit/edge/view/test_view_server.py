@@ -38,7 +38,7 @@ CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.
 def run_cli(*args: str, code: str = "") -> subprocess.CompletedProcess[str]:
     script = f"{code}\nfrom edge.cli import main\nmain({list(args)!r})"
     return subprocess.run([sys.executable, "-c", script], env=daemon_env(), capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, check=False)
 
 
 @pytest.fixture(scope="module")

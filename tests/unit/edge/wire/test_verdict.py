@@ -159,7 +159,7 @@ def test_parser_rejects_malformed_messages(mutate, match):
 def test_frame_jpeg_follows_the_map_and_the_image_size_travels_with_the_regions():
     from edge.model.imageio import encode_jpeg, read_image
 
-    image = read_image(sorted((REPO / "edge" / "demo" / "images" / "scratch").glob("*.png"))[0])
+    image = read_image(min((REPO / "edge" / "demo" / "images" / "scratch").glob("*.png")))
     inspection = make_inspection()
     jpeg = encode_jpeg(image, max_side=100, quality=80)
     message = verdict_for(inspection, frame=make_frame(image=image), has_map=True, has_image=True)
