@@ -38,6 +38,7 @@ from edge.tools.view_harness import (
     CLOCK_TICKS,
     Browser,
     RunningView,
+    SocketViewers,
     chromium_path,
     cpu_ticks,
     rss_mb,
@@ -95,7 +96,7 @@ def station(workdir: Path, fps: float, source: Path, send_image: bool = True,
             extra: dict[str, Any] | None = None) -> Iterator[tuple[RunningDaemon, VerdictLog]]:
     """The daemon on the demo bundle replaying ``source`` at ``fps``, and a timing-only subscriber."""
     config = {"station": STATION, "bundle": str(DEMO_BUNDLE), "log_level": "WARNING",
-              "camera": {"type": "sim", "source": str(source), "loop": True, "fps": fps},
+              "camera": {"type": "sim", "source": str(source.resolve()), "loop": True, "fps": fps},
               "publish": {"send_map": True, "send_image": send_image, "heartbeat_s": 1.0, "sndhwm": 200},
               **(extra or {})}
     with RunningDaemon(workdir, config, topics=(b"event.",)) as daemon:
@@ -154,50 +155,93 @@ source_option = click.option("--source", type=click.Path(exists=True, path_type=
                              show_default="the demo images", help="Images the sim camera replays in a loop.")
 
 
+class Pages:
+    """N Chromium pages (each its own browser process) on the station page, for one phase."""
+
+    def __init__(self, pw: Any, workdir: Path, view: RunningView, count: int, tag: str) -> None:
+        self.browsers = open_pages(pw, workdir, view, count, tag)
+
+    def pids(self) -> list[int]:
+        return [pid for browser in self.browsers for pid in browser.pids()]
+
+    def drain(self) -> list[list[float]]:
+        return [drain_latencies(browser) for browser in self.browsers]
+
+    def close(self) -> None:
+        for browser in self.browsers:
+            browser.close()
+
+
+class Sockets:
+    """N WebSocket clients without a browser (remote browsers, as far as this machine is concerned)."""
+
+    def __init__(self, view: RunningView, count: int) -> None:
+        self.viewers = SocketViewers(view, STATION, count)
+
+    def pids(self) -> list[int]:
+        return []
+
+    def drain(self) -> list[list[float]]:
+        return self.viewers.drain()
+
+    def close(self) -> None:
+        self.viewers.close()
+
+
 @view_bench.command()
 @click.option("--fps", default=20.0, show_default=True, type=click.FloatRange(min=1), help="Verdicts per second.")
-@click.option("--browsers", default=3, show_default=True, type=click.IntRange(1, 8), help="Pages in a viewer phase.")
+@click.option("--browsers", default=3, show_default=True, type=click.IntRange(1, 8), help="Viewers in a viewer phase.")
+@click.option("--viewers", "kind", type=click.Choice(["chromium", "sockets"]), default="chromium", show_default=True,
+              help="chromium: headless Chromium pages on this machine, latency measured in the page when drawn; "
+                   "sockets: WebSocket clients without a browser (the view's and the daemon's side of remote "
+                   "browsers), latency measured on arrival.")
 @click.option("--phase-s", default=30.0, show_default=True, type=click.FloatRange(min=5), help="Seconds per phase.")
 @click.option("--pairs", default=3, show_default=True, type=click.IntRange(min=1),
-              help="Pairs of phases (none, then browsers), interleaved in one run.")
+              help="Pairs of phases (none, then viewers), interleaved in one run.")
 @click.option("--settle-s", default=3.0, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds left out at the start of each phase (browsers starting or closing).")
+              help="Seconds left out at the start of each phase (viewers starting or closing).")
 @source_option
 @json_option
-def latency(fps: float, browsers: int, phase_s: float, pairs: int, settle_s: float, source: Path,
+def latency(fps: float, browsers: int, kind: str, phase_s: float, pairs: int, settle_s: float, source: Path,
             json_path: Path | None) -> None:
-    """Publish-to-screen latency in N pages, and the daemon's inference p95 with N pages vs none."""
+    """Publish-to-screen latency in N viewers, and the daemon's inference p95 with N viewers vs none."""
     sync_playwright = need_browser()
     phases: list[dict[str, Any]] = []
-    page_ms: list[float] = []
-    per_browser: list[list[float]] = [[] for _ in range(browsers)]
+    per_viewer: list[list[float]] = [[] for _ in range(browsers)]
     by_kind: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory(prefix="edge-view-bench-") as tmp, station(Path(tmp), fps, source) as (
             daemon, verdicts), RunningView([daemon.endpoint], Path(tmp) / "view") as view, sync_playwright() as pw:
-        with click.progressbar(range(2 * pairs), label="view-bench latency: phases", file=STDERR) as bar:
+        with click.progressbar(range(2 * pairs), label=f"view-bench latency ({kind}): phases", file=STDERR) as bar:
             for index in bar:
-                with_pages = index % 2 == 1
-                open_ = open_pages(pw, Path(tmp), view, browsers, str(index)) if with_pages else []
-                time.sleep(settle_s)  # a bench, not a test: leave out the browsers' start-up
-                for browser in open_:
-                    drain_latencies(browser)
-                ticks = {"view": cpu_ticks(view.pid), "daemon": cpu_ticks(daemon.pid)}
+                group: Pages | Sockets | None = None
+                if index % 2:
+                    group = Pages(pw, Path(tmp), view, browsers, str(index)) if kind == "chromium" else Sockets(
+                        view, browsers)
+                time.sleep(settle_s)  # a bench, not a test: leave out the viewers' start-up
+                pids = group.pids() if group else []
+                if group:
+                    group.drain()
+                ticks = {"view": cpu_ticks(view.pid) or 0, "daemon": cpu_ticks(daemon.pid) or 0,
+                         "browsers": sum(cpu_ticks(p) or 0 for p in pids)}
                 start, load_start = time.time(), load()
                 time.sleep(phase_s)
                 end = time.time()
-                spent = {k: ((cpu_ticks(p) or 0) - (ticks[k] or 0)) / CLOCK_TICKS
-                         for k, p in (("view", view.pid), ("daemon", daemon.pid))}
-                for number, browser in enumerate(open_):
-                    values = drain_latencies(browser)
-                    page_ms.extend(values)
-                    per_browser[number].extend(values)
-                    browser.close()
+                spent = {"view": (cpu_ticks(view.pid) or 0) - ticks["view"],
+                         "daemon": (cpu_ticks(daemon.pid) or 0) - ticks["daemon"],
+                         "browsers": sum(cpu_ticks(p) or 0 for p in pids) - ticks["browsers"]}
+                if group:
+                    for number, values in enumerate(group.drain()):
+                        per_viewer[number].extend(values)
+                    group.close()
                 rows = verdicts.between(start, end)
-                by_kind[with_pages].extend(rows)
-                phases.append({"viewers": len(open_), "verdicts": len(rows), "inference_ms": stage_stats(
-                    rows, "inference_ms"), "view_cpu_s_per_s": round(spent["view"] / (end - start), 4),
-                    "daemon_cpu_ms_per_verdict": round(1000 * spent["daemon"] / max(1, len(rows)), 2),
-                    "load_start": load_start, "load_end": load()})
+                by_kind[group is not None].extend(rows)
+                phases.append({"viewers": browsers if group else 0, "verdicts": len(rows),
+                               "inference_ms": stage_stats(rows, "inference_ms"),
+                               **{f"{k}_cpu_s_per_s": round(v / CLOCK_TICKS / (end - start), 4)
+                                  for k, v in spent.items()},
+                               "daemon_cpu_ms_per_verdict": round(1000 * spent["daemon"] / CLOCK_TICKS
+                                                                  / max(1, len(rows)), 2),
+                               "load_start": load_start, "load_end": load()})
     none = [p for p in phases if p["viewers"] == 0]
     with_viewers = [p for p in phases if p["viewers"] > 0]
 
@@ -205,18 +249,21 @@ def latency(fps: float, browsers: int, phase_s: float, pairs: int, settle_s: flo
         weights = sum(p["verdicts"] for p in group)
         return {"phases": len(group), "verdicts": weights, "inference_ms": stage_stats(rows, "inference_ms"),
                 "inference_p95_ms_per_phase": [p["inference_ms"]["p95"] for p in group],
-                "inference_p50_ms_per_phase": [p["inference_ms"]["p50"] for p in group],
-                "view_cpu_s_per_s": round(sum(p["view_cpu_s_per_s"] for p in group) / len(group), 4),
+                **{f"{k}_cpu_s_per_s": round(sum(p[f"{k}_cpu_s_per_s"] for p in group) / len(group), 4)
+                   for k in ("view", "daemon", "browsers")},
                 "daemon_cpu_ms_per_verdict": round(sum(p["daemon_cpu_ms_per_verdict"] * p["verdicts"]
                                                        for p in group) / max(1, weights), 2)}
 
+    every = [v for values in per_viewer for v in values]
     result: dict[str, Any] = {
-        "fps": fps, "browsers": browsers, "phase_s": phase_s, "pairs": pairs, "source": str(source),
-        "page_latency_ms": {**percentiles(page_ms), "n": len(page_ms),
-                            "per_browser": [{**percentiles(v), "n": len(v)} for v in per_browser]},
-        "none": pooled(none, by_kind[False]), "viewers": pooled(with_viewers, by_kind[True]), "phases": phases,
+        "fps": fps, "viewers": kind, "count": browsers, "phase_s": phase_s, "pairs": pairs, "source": str(source),
+        "latency_ms": {"measured": "in the page, when drawn" if kind == "chromium" else "on arrival at the client",
+                       **percentiles(every), "n": len(every),
+                       "per_viewer": [{**percentiles(v), "n": len(v)} for v in per_viewer]},
+        "none": pooled(none, by_kind[False]), "with_viewers": pooled(with_viewers, by_kind[True]),
+        "phases": phases,
     }
-    a, b = result["none"]["inference_ms"]["p95"], result["viewers"]["inference_ms"]["p95"]
+    a, b = result["none"]["inference_ms"]["p95"], result["with_viewers"]["inference_ms"]["p95"]
     result["inference_p95_change"] = {"pooled": round(b / a - 1.0, 4) if a else None,
                                       "median_of_phases": _change(phases)}
     emit(result, json_path)

@@ -192,3 +192,73 @@ class Browser:
             self.context.close()
         except Exception as exc:  # noqa: BLE001 - a killed browser cannot be closed politely; it is gone anyway
             log.debug("browser %s: %s", self.profile, exc)
+
+
+class SocketViewers:
+    """``count`` pages' WebSockets without a browser: what remote browsers cost the view, not their drawing.
+
+    Each client reads every update the view sends it (latest-only, as a page gets them) and keeps,
+    per new part, the time from the verdict's ``t_publish`` to its arrival here (ms).
+    """
+
+    def __init__(self, view: RunningView, station: str, count: int) -> None:
+        import asyncio
+
+        self.latencies: list[list[float]] = [[] for _ in range(count)]
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._done: Any = None
+        self._thread = threading.Thread(target=self._run, args=(view.url(f"/ws?station={station}"), count),
+                                        name="socket-viewers", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(60):
+            raise ViewError("the socket viewers did not connect within 60 s")
+
+    def _run(self, url: str, count: int) -> None:
+        import asyncio
+
+        asyncio.set_event_loop(self._loop)
+        self._done = asyncio.Event()
+        self._loop.run_until_complete(self._main(url, count))
+
+    async def _main(self, url: str, count: int) -> None:
+        import asyncio
+
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            sockets = [await session.ws_connect(url, max_msg_size=0) for _ in range(count)]
+            self._ready.set()
+            readers = [asyncio.ensure_future(self._read(ws, self.latencies[i])) for i, ws in enumerate(sockets)]
+            await self._done.wait()
+            for reader in readers:
+                reader.cancel()
+            for ws in sockets:
+                await ws.close()
+
+    @staticmethod
+    async def _read(ws: Any, out: list[float]) -> None:
+        import struct
+
+        import aiohttp
+
+        last = 0
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.BINARY:
+                continue
+            (length,) = struct.unpack_from(">I", message.data, 0)
+            latest = json.loads(message.data[4:4 + length])["state"]["latest"]
+            if latest and latest["part"] != last:
+                last = latest["part"]
+                out.append(1000.0 * (time.time() - latest["t_publish"]))
+
+    def drain(self) -> list[list[float]]:
+        taken = [list(values) for values in self.latencies]
+        for values, seen in zip(self.latencies, taken, strict=True):
+            del values[:len(seen)]
+        return taken
+
+    def close(self) -> None:
+        if self._done is not None:
+            self._loop.call_soon_threadsafe(self._done.set)
+        self._thread.join(timeout=30)

@@ -20,6 +20,8 @@ let drawing = false;
 let held = null;  // the NG part held on screen, with hold on NG
 let acknowledgedUpTo = 0;  // NG parts up to this view number were acknowledged
 let lastState = null;
+let shownHours = "";
+let shownHistory = "";
 
 $("station").textContent = station;
 document.title = `edge-inspect · ${station}`;
@@ -90,8 +92,9 @@ function showPanels(state) {
   $("lat-p50").textContent = lat.n ? lat.total.p50.toFixed(1) : "–";
   $("lat-p95").textContent = lat.n ? lat.total.p95.toFixed(1) : "–";
   $("inf-p95").textContent = lat.n ? lat.inference.p95.toFixed(1) : "–";
-  $("hours").tBodies[0].innerHTML = state.hours.slice().reverse().map((h) => `<tr><td>${clock(h.start).slice(0, 5)}</td>`
+  const hours = state.hours.slice().reverse().map((h) => `<tr><td>${clock(h.start).slice(0, 5)}</td>`
     + `<td>${h.ok}</td><td>${h.ng}</td><td>${h.errors}</td><td>${h.drops}</td><td>${percent(h.yield)}</td></tr>`).join("");
+  if (hours !== shownHours) { $("hours").tBodies[0].innerHTML = hours; shownHours = hours; }
   const event = state.last_event;
   const banner = $("event");
   banner.hidden = !(event && event.event === "reload_refused");
@@ -100,6 +103,9 @@ function showPanels(state) {
 }
 
 function showHistory(history) {
+  const key = history.map((p) => p.part).join(",");
+  if (key === shownHistory) return;  // the same parts: leave the strip alone (no layout work at 20 Hz)
+  shownHistory = key;
   const strip = $("history");
   const wanted = history.slice().reverse();
   const existing = new Map([...strip.children].map((el) => [el.dataset.part, el]));
