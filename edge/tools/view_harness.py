@@ -168,16 +168,25 @@ class Browser:
         return self.page
 
     def pids(self) -> list[int]:
-        """The browser's processes: every process whose command line names this profile folder."""
-        found = []
+        """The browser's processes: those whose command line names this profile folder, and their descendants."""
+        parents: dict[int, int] = {}
+        roots = []
         for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if str(self.profile).encode() in (entry / "cmdline").read_bytes():
-                        found.append(int(entry.name))
-                except OSError:
-                    continue
-        return found
+            if not entry.name.isdigit():
+                continue
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if str(self.profile).encode() in (entry / "cmdline").read_bytes():
+                    roots.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        found = set(roots)
+        grew = True
+        while grew:
+            more = {pid for pid, parent in parents.items() if parent in found} - found
+            found |= more
+            grew = bool(more)
+        return sorted(found)
 
     def kill(self) -> None:
         """SIGKILL every process of this browser: its sockets close without a WebSocket goodbye."""
