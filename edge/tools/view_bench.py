@@ -36,7 +36,7 @@ from edge.ops.latency import percentiles
 from edge.tools.harness import DEMO_BUNDLE, DEMO_IMAGES, RunningDaemon
 from edge.tools.view_harness import (
     CLOCK_TICKS,
-    Browser,
+    Pages,
     RunningView,
     SocketViewers,
     chromium_path,
@@ -113,19 +113,6 @@ def station(workdir: Path, fps: float, source: Path, send_image: bool = True,
             daemon.terminate()
 
 
-def open_pages(playwright: Any, workdir: Path, view: RunningView, count: int, tag: str) -> list[Browser]:
-    browsers = [Browser(playwright, workdir / f"profile-{tag}-{i}") for i in range(count)]
-    for browser in browsers:
-        browser.open(view.url(f"/station/{STATION}"))
-    for browser in browsers:
-        browser.page.wait_for_function("window.edgeView.drawn > 0", timeout=120_000)
-    return browsers
-
-
-def drain_latencies(browser: Browser) -> list[float]:
-    return [1000.0 * x for x in browser.page.evaluate("window.edgeView.latencies.splice(0)")]
-
-
 def need_browser() -> Any:
     try:
         from playwright.sync_api import sync_playwright
@@ -155,39 +142,6 @@ source_option = click.option("--source", type=click.Path(exists=True, path_type=
                              show_default="the demo images", help="Images the sim camera replays in a loop.")
 
 
-class Pages:
-    """N Chromium pages (each its own browser process) on the station page, for one phase."""
-
-    def __init__(self, pw: Any, workdir: Path, view: RunningView, count: int, tag: str) -> None:
-        self.browsers = open_pages(pw, workdir, view, count, tag)
-
-    def pids(self) -> list[int]:
-        return [pid for browser in self.browsers for pid in browser.pids()]
-
-    def drain(self) -> list[list[float]]:
-        return [drain_latencies(browser) for browser in self.browsers]
-
-    def close(self) -> None:
-        for browser in self.browsers:
-            browser.close()
-
-
-class Sockets:
-    """N WebSocket clients without a browser (remote browsers, as far as this machine is concerned)."""
-
-    def __init__(self, view: RunningView, count: int) -> None:
-        self.viewers = SocketViewers(view, STATION, count)
-
-    def pids(self) -> list[int]:
-        return []
-
-    def drain(self) -> list[list[float]]:
-        return self.viewers.drain()
-
-    def close(self) -> None:
-        self.viewers.close()
-
-
 @view_bench.command()
 @click.option("--fps", default=20.0, show_default=True, type=click.FloatRange(min=1), help="Verdicts per second.")
 @click.option("--browsers", default=3, show_default=True, type=click.IntRange(1, 8), help="Viewers in a viewer phase.")
@@ -213,10 +167,10 @@ def latency(fps: float, browsers: int, kind: str, phase_s: float, pairs: int, se
             daemon, verdicts), RunningView([daemon.endpoint], Path(tmp) / "view") as view, sync_playwright() as pw:
         with click.progressbar(range(2 * pairs), label=f"view-bench latency ({kind}): phases", file=STDERR) as bar:
             for index in bar:
-                group: Pages | Sockets | None = None
+                group: Pages | SocketViewers | None = None
                 if index % 2:
-                    group = Pages(pw, Path(tmp), view, browsers, str(index)) if kind == "chromium" else Sockets(
-                        view, browsers)
+                    group = (Pages(pw, Path(tmp), view.url(f"/station/{STATION}"), browsers, str(index))
+                             if kind == "chromium" else SocketViewers(view, STATION, browsers))
                 time.sleep(settle_s)  # a bench, not a test: leave out the viewers' start-up
                 pids = group.pids() if group else []
                 if group:
@@ -301,7 +255,7 @@ def rss(minutes: float, fps: float, period_s: float, source: Path, json_path: Pa
         with click.progressbar(range(count), label="view-bench rss: browser cycles",
                                file=STDERR) as bar:
             for index in bar:
-                browser = open_pages(pw, Path(tmp), view, 1, str(index))[0]
+                browser = Pages(pw, Path(tmp), view.url(f"/station/{STATION}"), 1, str(index)).browsers[0]
                 started = time.monotonic()
                 time.sleep(max(0.0, period_s - (started - t0 - index * period_s)))  # keep the period
                 drawn = browser.page.evaluate("window.edgeView.drawn")
@@ -365,12 +319,29 @@ def image(frames: int, fps: float, pairs: int, max_side: int, quality: int, sour
         return round(sum(r[key] for r in by[flag]) / len(by[flag]), 3)
 
     emit({"frames": frames, "fps": fps, "max_side": max_side, "quality": quality, "source": str(source),
+          "encode_in_process": _encode_cost(source, max_side, quality),
           "cost_per_frame": {
               "daemon_cpu_ms": round(mean(True, "daemon_cpu_ms_per_verdict") - mean(False,
                                                                                      "daemon_cpu_ms_per_verdict"), 3),
               "publish_p50_ms": round(mean(True, "publish_p50_ms") - mean(False, "publish_p50_ms"), 3),
               "bytes": round(mean(True, "bytes_per_verdict") - mean(False, "bytes_per_verdict"))},
           "runs": runs}, json_path)
+
+
+def _encode_cost(source: Path, max_side: int, quality: int, rounds: int = 5) -> dict[str, Any]:
+    """The daemon's own encoder (:func:`~edge.model.imageio.encode_jpeg`) on the source images, in this process."""
+    from edge.model.imageio import encode_jpeg, list_images, read_image
+
+    paths = list_images(source) if source.is_dir() else [source]
+    images = [read_image(path) for path in paths[:100]]
+    wall, cpu0 = [], time.process_time()
+    for _ in range(rounds):
+        for image in images:
+            t0 = time.perf_counter()
+            encode_jpeg(image, max_side, quality)
+            wall.append(1000 * (time.perf_counter() - t0))
+    return {"images": len(images), "size": list(images[0].shape), "wall_ms": percentiles(wall),
+            "cpu_ms_mean": round(1000 * (time.process_time() - cpu0) / len(wall), 3)}
 
 
 def _image_run(workdir: Path, fps: float, source: Path, send_image: bool, frames: int,

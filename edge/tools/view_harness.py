@@ -261,6 +261,9 @@ class SocketViewers:
                 last = latest["part"]
                 out.append(1000.0 * (time.time() - latest["t_publish"]))
 
+    def pids(self) -> list[int]:
+        return []  # in this process: no browser of its own
+
     def drain(self) -> list[list[float]]:
         taken = [list(values) for values in self.latencies]
         for values, seen in zip(self.latencies, taken, strict=True):
@@ -271,3 +274,25 @@ class SocketViewers:
         if self._done is not None:
             self._loop.call_soon_threadsafe(self._done.set)
         self._thread.join(timeout=30)
+
+
+class Pages:
+    """``count`` Chromium pages on ``url``, each its own browser process, once each has drawn a part."""
+
+    def __init__(self, playwright: Any, workdir: Path, url: str, count: int, tag: str) -> None:
+        self.browsers = [Browser(playwright, workdir / f"profile-{tag}-{i}") for i in range(count)]
+        for browser in self.browsers:
+            browser.open(url)
+        for browser in self.browsers:
+            browser.page.wait_for_function("window.edgeView.drawn > 0", timeout=120_000)
+
+    def pids(self) -> list[int]:
+        return [pid for browser in self.browsers for pid in browser.pids()]
+
+    def drain(self) -> list[list[float]]:
+        """Each page's publish-to-screen latencies (ms) measured since the last drain."""
+        return [[1000.0 * x for x in b.page.evaluate("window.edgeView.latencies.splice(0)")] for b in self.browsers]
+
+    def close(self) -> None:
+        for browser in self.browsers:
+            browser.close()

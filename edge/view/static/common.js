@@ -77,7 +77,8 @@ export function drawPart(target, part, frame, map) {
   for (const canvas of [target.frame, target.boxes]) {
     if (canvas.width !== width || canvas.height !== height) { canvas.width = width; canvas.height = height; }
   }
-  target.viewer.style.setProperty("--aspect", `${width / height}`);
+  const aspect = `${width / height}`;
+  if (target.viewer.style.getPropertyValue("--aspect") !== aspect) target.viewer.style.setProperty("--aspect", aspect);
   const fc = target.frame.getContext("2d");
   if (frame) {
     fc.drawImage(frame, 0, 0);
@@ -157,9 +158,9 @@ export function cameraText(camera, freshness) {
 }
 
 export function setPill(element, text, kind, state) {
-  element.textContent = text;
-  element.className = `pill ${kind}`;
-  element.dataset.state = state;
+  if (element.textContent !== text) element.textContent = text;
+  if (element.className !== `pill ${kind}`) element.className = `pill ${kind}`;
+  if (element.dataset.state !== state) element.dataset.state = state;
 }
 
 export function freshnessText(state) {

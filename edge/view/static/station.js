@@ -23,6 +23,13 @@ let lastState = null;
 let shownHours = "";
 let shownHistory = "";
 
+// Write a DOM property only when it changes: at 20 updates a second, unchanged writes still cost style and
+// layout work in the browser.
+function set(target, property, value) {
+  const text = typeof value === "boolean" ? value : String(value);
+  if (target[property] !== text) target[property] = text;
+}
+
 $("station").textContent = station;
 document.title = `edge-inspect · ${station}`;
 
@@ -60,45 +67,45 @@ function release() {
 
 function showVerdict(part) {
   const box = $("verdict");
-  box.className = `verdict ${verdictClass(part)}`;
-  box.firstChild.textContent = part ? (part.error ? "NG" : part.verdict) : "–";
-  $("verdict-detail").textContent = part
-    ? `seq ${part.seq} · ${clock(part.t_capture)}${part.error ? ` · ${part.error}` : ""}` : "no part yet";
-  $("score").textContent = part && part.score !== null ? part.score.toFixed(3) : "–";
-  $("threshold").textContent = part && part.threshold !== null ? part.threshold.toFixed(3) : "–";
+  set(box, "className", `verdict ${verdictClass(part)}`);
+  set(box.firstChild, "textContent", part ? (part.error ? "NG" : part.verdict) : "–");
+  set($("verdict-detail"), "textContent", part
+    ? `seq ${part.seq} · ${clock(part.t_capture)}${part.error ? ` · ${part.error}` : ""}` : "no part yet");
+  set($("score"), "textContent", part && part.score !== null ? part.score.toFixed(3) : "–");
+  set($("threshold"), "textContent", part && part.threshold !== null ? part.threshold.toFixed(3) : "–");
   const fill = $("score-fill");
   const normalized = part && part.normalized_score !== null ? part.normalized_score : 0;
-  fill.style.width = `${(100 * normalized).toFixed(1)}%`;
-  fill.className = `fill${normalized > 0.5 ? " over" : ""}`;
-  $("part-info").textContent = part ? `${part.source || ""} · ${part.regions.length} region(s)` : "";
+  set(fill.style, "width", `${(100 * normalized).toFixed(1)}%`);
+  set(fill, "className", `fill${normalized > 0.5 ? " over" : ""}`);
+  set($("part-info"), "textContent", part ? `${part.source || ""} · ${part.regions.length} region(s)` : "");
 }
 
 function showPanels(state) {
   setPill($("freshness"), ...freshnessText(state), state.freshness);
   const [cameraLabel, cameraKind] = cameraText(state.camera, state.freshness);
   setPill($("camera"), cameraLabel, cameraKind, state.camera.state);
-  $("bundle-id").textContent = state.bundle.id || "?";
-  $("bundle-loaded").textContent = state.bundle.loaded_at
-    ? `· loaded ${clock(state.bundle.loaded_at)} (${state.bundle.how})` : "· loaded before the view started";
+  set($("bundle-id"), "textContent", state.bundle.id || "?");
+  set($("bundle-loaded"), "textContent", state.bundle.loaded_at
+    ? `· loaded ${clock(state.bundle.loaded_at)} (${state.bundle.how})` : "· loaded before the view started");
   const total = state.total;
-  $("count-ok").textContent = total.ok;
-  $("count-ng").textContent = total.ng;
-  $("count-errors").textContent = total.errors;
-  $("count-drops").textContent = total.drops;
-  $("count-yield").textContent = percent(total.yield);
-  $("missed").hidden = !total.missed;
-  $("missed").textContent = `${total.missed} verdict(s) never reached the view (seq gaps): counts are short by that`;
+  set($("count-ok"), "textContent", total.ok);
+  set($("count-ng"), "textContent", total.ng);
+  set($("count-errors"), "textContent", total.errors);
+  set($("count-drops"), "textContent", total.drops);
+  set($("count-yield"), "textContent", percent(total.yield));
+  set($("missed"), "hidden", !total.missed);
+  set($("missed"), "textContent", `${total.missed} verdict(s) never reached the view (seq gaps): counts are short by that`);
   const lat = state.latency_ms;
-  $("lat-p50").textContent = lat.n ? lat.total.p50.toFixed(1) : "–";
-  $("lat-p95").textContent = lat.n ? lat.total.p95.toFixed(1) : "–";
-  $("inf-p95").textContent = lat.n ? lat.inference.p95.toFixed(1) : "–";
+  set($("lat-p50"), "textContent", lat.n ? lat.total.p50.toFixed(1) : "–");
+  set($("lat-p95"), "textContent", lat.n ? lat.total.p95.toFixed(1) : "–");
+  set($("inf-p95"), "textContent", lat.n ? lat.inference.p95.toFixed(1) : "–");
   const hours = state.hours.slice().reverse().map((h) => `<tr><td>${clock(h.start).slice(0, 5)}</td>`
     + `<td>${h.ok}</td><td>${h.ng}</td><td>${h.errors}</td><td>${h.drops}</td><td>${percent(h.yield)}</td></tr>`).join("");
   if (hours !== shownHours) { $("hours").tBodies[0].innerHTML = hours; shownHours = hours; }
   const event = state.last_event;
   const banner = $("event");
-  banner.hidden = !(event && event.event === "reload_refused");
-  if (!banner.hidden) banner.textContent = `reload refused at ${clock(event.t)}: ${event.reason}`;
+  set(banner, "hidden", !(event && event.event === "reload_refused"));
+  if (!banner.hidden) set(banner, "textContent", `reload refused at ${clock(event.t)}: ${event.reason}`);
   showHistory(state.history);
 }
 
