@@ -42,6 +42,8 @@ def shots_dir(tmp_path: Path) -> Path:
 
 
 def save(page, directory: Path, name: str) -> Path:
+    """A screenshot once every thumbnail has loaded (they come by HTTP, a moment after the update)."""
+    page.wait_for_function("[...document.images].every((i) => i.complete && i.naturalWidth > 0)", timeout=WAIT_MS)
     path = directory / name
     page.screenshot(path=str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
@@ -77,10 +79,13 @@ def test_station_page_follows_the_daemon_part_by_part_and_shows_a_dead_station_s
                         timeout_s=30)
         assert reply["ok"], reply
 
-    with RunningDaemon(tmp_path, config) as daemon:
+    # A second station, free-running slowly, for the overview (and the view's several --connect).
+    other_station = {**station_config(tmp_path / "t2", DEMO_BUNDLE, fps=2), "station": "t2"}
+    with RunningDaemon(tmp_path, config) as daemon, RunningDaemon(tmp_path / "t2", other_station) as second:
         daemon.wait_for(lambda d: bool(d.of("heartbeat")), what="the daemon's first heartbeat")
-        with RunningView([daemon.endpoint], tmp_path / "view", ["--heartbeat-s", "0.5"]) as view:
-            view.wait_state(lambda s: "t1" in s["states"], what="a heartbeat from the station")
+        second.wait_for(lambda d: bool(d.of("verdict")), what="the second station's first verdict")
+        with RunningView([daemon.endpoint, second.endpoint], tmp_path / "view", ["--heartbeat-s", "0.5"]) as view:
+            view.wait_state(lambda s: {"t1", "t2"} <= set(s["states"]), what="both stations heard from")
             browser = Browser(playwright, tmp_path / "profile-a")
             try:
                 page = browser.open(view.url("/station/t1"))
@@ -120,6 +125,8 @@ def test_station_page_follows_the_daemon_part_by_part_and_shows_a_dead_station_s
                 overview = browser.context.new_page()
                 overview.goto(view.url("/"))
                 overview.wait_for_selector("#tile-t1 .verdict.OK", timeout=WAIT_MS)
+                overview.wait_for_selector("#tile-t2 .verdict.OK, #tile-t2 .verdict.NG", timeout=WAIT_MS)
+                assert overview.get_attribute("#tile-t1", "href") == "/station/t1"
                 save(overview, shots, "overview.png")
 
                 # A reload to another bundle: the page shows the new id and that it came by reload.
