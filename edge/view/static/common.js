@@ -55,16 +55,19 @@ export async function fetchBitmap(url) {
   return createImageBitmap(await response.blob());
 }
 
-// A jet colour map; the alpha leaves what is well below the pixel threshold (128) a light tint and makes
-// what is above it solid, so the eye goes to the defect.
+// The picture edge/ops/overlay.py draws for the archive and the reports, so that a colour or a box means the same
+// everywhere: the JET colour map of the normalised map (0.5 = the pixel threshold), invisible below FADE_FROM,
+// fading in to full weight at the threshold; the weight is then scaled by the opacity slider (the heat canvas's
+// CSS opacity; draw_overlay's alpha, 0.5 by default). Boxes in BOX_COLOR, inside the region's pixels.
+const FADE_FROM = 0.3;
+export const BOX_COLOR = "#ff00ff";
 const LUT = (() => {
   const lut = new Uint8ClampedArray(256 * 4);
   const clamp = (x) => Math.max(0, Math.min(1, x));
   for (let v = 0; v < 256; v += 1) {
     const t = v / 255;
-    const s = clamp((v - 96) / 64);
     lut.set([255 * clamp(1.5 - Math.abs(4 * t - 3)), 255 * clamp(1.5 - Math.abs(4 * t - 2)),
-      255 * clamp(1.5 - Math.abs(4 * t - 1)), 255 * (0.12 + 0.88 * s * s * (3 - 2 * s))], v * 4);
+      255 * clamp(1.5 - Math.abs(4 * t - 1)), 255 * clamp((t - FADE_FROM) / (0.5 - FADE_FROM))], v * 4);
   }
   return lut;
 })();
@@ -108,13 +111,17 @@ export function drawPart(target, part, frame, map) {
   bc.clearRect(0, 0, width, height);
   const sx = width / (part.image_width || width);
   const sy = height / (part.image_height || height);
-  bc.strokeStyle = "#ff2bd6";
-  bc.lineWidth = Math.max(2, Math.round(width / 160));
-  bc.fillStyle = "#ff2bd6";
+  const line = Math.max(1, Math.round(Math.min(width, height) / 200));  // as draw_overlay's thickness
+  bc.strokeStyle = BOX_COLOR;
+  bc.lineWidth = line;
+  bc.fillStyle = BOX_COLOR;
   bc.font = `bold ${Math.max(12, Math.round(width / 30))}px sans-serif`;
   part.regions.forEach((r, index) => {
-    bc.strokeRect(r.x * sx, r.y * sy, Math.max(1, r.w * sx), Math.max(1, r.h * sy));
-    bc.fillText(String(index + 1), r.x * sx + 3, Math.max(14, r.y * sy - 4));
+    const x = Math.round(r.x * sx);
+    const y = Math.round(r.y * sy);  // the stroke lies inside the box's pixels, crisp, like cv2.rectangle
+    bc.strokeRect(x + line / 2, y + line / 2, Math.max(line, Math.round(r.w * sx) - line),
+      Math.max(line, Math.round(r.h * sy) - line));
+    bc.fillText(String(index + 1), x + 3, Math.max(14, y - 4));
   });
   target.boxes.dataset.boxes = String(part.regions.length);
   target.frame.dataset.part = String(part.part);

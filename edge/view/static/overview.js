@@ -16,15 +16,15 @@ function tileFor(name) {
   tile.href = `/station/${encodeURIComponent(name)}`;
   tile.innerHTML = `<h2><span class="name"></span><span class="pill fresh"></span></h2>
     <div class="viewer"><canvas class="f" width="320" height="320"></canvas><canvas class="h" width="64" height="64"
-    style="opacity:.55"></canvas><canvas class="b" width="320" height="320"></canvas></div>
+    style="opacity:.5"></canvas><canvas class="b" width="320" height="320"></canvas></div>
     <div class="verdict">–</div>
     <div class="line"><span>OK <b class="ok">0</b></span><span>NG <b class="ng">0</b></span>
     <span>errors <b class="errors">0</b></span><span>drops <b class="drops">0</b></span>
     <span>yield <b class="yield">–</b></span></div>
     <div class="line"><span class="pill cam"></span><span class="mono bundle muted"></span></div>`;
   tile.querySelector(".name").textContent = name;
-  const placeholder = [...tiles.querySelectorAll(".waiting")];
-  tiles.insertBefore(tile, placeholder[0] || null);
+  const after = [...tiles.children].find((el) => el.classList.contains("waiting") || el.id > tile.id);
+  tiles.insertBefore(tile, after || null);  // stations by name, waiting endpoints last
   return tile;
 }
 
