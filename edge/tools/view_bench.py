@@ -34,15 +34,8 @@ import click
 
 from edge.ops.latency import percentiles
 from edge.tools.harness import DEMO_BUNDLE, DEMO_IMAGES, RunningDaemon
-from edge.tools.view_harness import (
-    CLOCK_TICKS,
-    Pages,
-    RunningView,
-    SocketViewers,
-    chromium_path,
-    cpu_ticks,
-    rss_mb,
-)
+from edge.tools.soak import rss_mb
+from edge.tools.view_harness import CLOCK_TICKS, Pages, RunningView, SocketViewers, chromium_path, cpu_ticks
 
 STATION = "bench"
 STDERR = sys.stderr  # progress bars there; the JSON goes to stdout
