@@ -77,7 +77,9 @@ def build_overrides(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML config file (see configs/sim.yaml). Options below override its values.")
 @click.option("--validate-config", is_flag=True,
-              help="Check the config and the bundle it names, print the result and exit (0 = valid, 2 = not).")
+              help="Make every check start-up makes (camera source, extra and producers, writable state and archive "
+              "folders, key files, the state-directory lock, the bundle and its self-test), print the result and "
+              "exit (0 = valid, 2 = not, with the line start-up would print).")
 @click.option("--camera", metavar="TYPE", help="Camera source type (camera.type), e.g. 'sim' to replay image files.")
 @click.option("--bundle", metavar="DIR", help="Model bundle folder with bundle.yaml (bundle).")
 @click.option("--source", metavar="DIR_OR_GLOB",
@@ -129,6 +131,7 @@ def main(ctx: click.Context, config_path: Path | None, validate_config: bool, **
     if validate_config:
         ctx.exit(_validate(config))
     from edge.daemon.supervisor import InspectionDaemon, StartupError
+    from edge.extras import explain
 
     stop = threading.Event()
     daemon = InspectionDaemon(config, stop, reload_config=lambda: load_config(config_path, overrides, labels))
@@ -138,35 +141,31 @@ def main(ctx: click.Context, config_path: Path | None, validate_config: bool, **
     except StartupError as exc:
         click.echo(f"edge-inspect: error: {exc}", err=True)
         ctx.exit(EXIT_STARTUP)
+    except ModuleNotFoundError as exc:  # an extra's module imported somewhere no check foresaw
+        missing = explain(exc, "this config")
+        if missing is None:
+            raise
+        click.echo(f"edge-inspect: error: {missing}", err=True)
+        ctx.exit(EXIT_STARTUP)
     ctx.exit(code)
 
 
 def _validate(config: Any) -> int:
-    """``--validate-config``: the config parsed; now check what it names (bundle, key files) without starting."""
-    from edge.model.bundle import BundleError, load_bundle
-    from edge.control.curve import load_server_keys
-    from edge.control.keys import KeyFileError
+    """``--validate-config``: every check start-up makes (camera, folders, keys, lock, bundle and self-test)."""
+    from edge.daemon.deadlines import stop_budget_s
+    from edge.daemon.preflight import StartupError, validate
 
     try:
-        bundle = load_bundle(config.bundle)
-    except BundleError as exc:
-        click.echo(f"edge-inspect: error: bundle: {exc}", err=True)
+        bundle, _ = validate(config)
+    except StartupError as exc:
+        click.echo(f"edge-inspect: error: {exc}", err=True)
         return EXIT_STARTUP
-    for section, curve in (("publish.curve", config.publish.curve),
-                           ("control.curve", config.control.curve if config.control.enabled else None)):
-        if curve is None:
-            continue
-        try:
-            load_server_keys(curve)
-        except KeyFileError as exc:
-            click.echo(f"edge-inspect: error: {section}: {exc}", err=True)
-            return EXIT_STARTUP
     click.echo(f"config OK: station {config.station}, bundle {bundle.bundle_id}, camera {config.camera.type}, "
                f"publish {config.publish.endpoint}, overload {config.pipeline.overload}, control "
                f"{config.control.endpoint if config.control.enabled else 'off'}, metrics "
                f"{f'{config.metrics.host}:{config.metrics.port}' if config.metrics.enabled else 'off'}, archive "
                f"{config.archive.directory if config.archive.enabled else 'off'}, outputs "
-               f"{', '.join(_enabled_outputs(config)) or 'none'}")
+               f"{', '.join(_enabled_outputs(config)) or 'none'}, stops within {stop_budget_s(config):.1f} s")
     return 0
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import ValidationInfo
 
+MAX_PORT = 65535
+
 
 def resolve_path(value: str | Path | None, info: ValidationInfo) -> Path | None:
     """``value`` made absolute against the config file's folder (``info.context["base_dir"]``), if relative."""
@@ -33,8 +35,20 @@ def systemd_state_directory() -> Path | None:
 
 
 def check_bind_endpoint(value: str) -> str:
-    """Accept only ZeroMQ transports another process can reach: ``tcp://HOST:PORT`` or ``ipc://PATH``."""
+    """Accept only ZeroMQ transports another process can reach: ``tcp://HOST:PORT`` or ``ipc://PATH``.
+
+    ZeroMQ itself takes ``tcp://127.0.0.1:99999`` and binds another port (the number modulo
+    65536), and ``-5`` as 65531, so a subscriber configured with the number written would never
+    connect: the port must be a number from 1 to 65535. ``0`` and ``*`` (the OS picks a free
+    port, which the daemon logs) are accepted for tests and benches.
+    """
     transport, sep, address = value.partition("://")
     if not sep or transport not in ("tcp", "ipc") or not address:
         raise ValueError("must be tcp://HOST:PORT or ipc://PATH")
+    if transport == "tcp":
+        host, colon, port = address.rpartition(":")
+        if not colon or not host:
+            raise ValueError(f"{value}: must be tcp://HOST:PORT (no port given)")
+        if port != "*" and not (port.isdigit() and int(port) <= MAX_PORT):
+            raise ValueError(f"{value}: port {port!r} is not a number from 1 to {MAX_PORT}")
     return value

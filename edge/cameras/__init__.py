@@ -19,6 +19,14 @@ CAMERAS: dict[str, tuple[type[BaseModel], type]] = {
 }
 
 
+def check_camera(config: BaseModel) -> None:
+    """Refuse, without opening it, what would stop this camera at start-up: CameraError or MissingExtra, one line."""
+    kind = getattr(config, "type", None)
+    if kind not in CAMERAS:
+        raise CameraError(f"unknown camera type {kind!r} (known: {', '.join(sorted(CAMERAS))})")
+    CAMERAS[kind][1].check(config)  # type: ignore[attr-defined]
+
+
 def create_camera(config: BaseModel) -> Camera:
     """Build the runtime camera for a validated camera config (picked by its ``type``)."""
     kind = getattr(config, "type", None)
@@ -29,4 +37,4 @@ def create_camera(config: BaseModel) -> Camera:
     return camera
 
 
-__all__ = ["CAMERAS", "Camera", "CameraDisconnected", "CameraError", "Frame", "GrabTimeout", "create_camera"]
+__all__ = ["CAMERAS", "Camera", "CameraDisconnected", "CameraError", "Frame", "GrabTimeout", "check_camera", "create_camera"]

@@ -38,6 +38,7 @@ from edge.cameras.gentl_setup import (
 from edge.cameras.pacing import Pacer
 from edge.cameras.pixels import PixelFormatError, decode
 from edge.configfields import resolve_path
+from edge.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,15 @@ class GenTLCameraConfig(BaseModel):
         return self
 
 
+CAMERA_EXTRA_MODULES = ("harvesters.core", "genicam.gentl", "genicam.genapi")
+
+
+def _require_harvesters() -> None:
+    """One line naming the ``camera`` extra when Harvesters or genicam is not installed."""
+    for module in CAMERA_EXTRA_MODULES:
+        require(module, "camera", "camera type gentl")
+
+
 def _harvester() -> Any:
     from harvesters.core import Harvester
 
@@ -132,8 +142,19 @@ class GenTLCamera:
         """Counters since construction: incomplete buffers, frame-id gaps (dropped), timeouts, triggers, ..."""
         return {**self._stats, "late_triggers": self._pacer.late}
 
+    @classmethod
+    def check(cls, config: GenTLCameraConfig) -> None:
+        """What start-up would refuse, without opening a device: the camera extra missing, no producer file.
+
+        A device that is not there yet is not refused: at start the daemon retries it with the
+        reconnect backoff, as a camera late at boot (a PoE camera still starting) needs.
+        """
+        _require_harvesters()
+        find_producers(config.producers)
+
     def open(self) -> None:
         """Load the producers, pick the device, write features, start acquisition; CameraError naming the step."""
+        _require_harvesters()
         from genicam.gentl import GenericException as GenTLError
 
         config = self.config

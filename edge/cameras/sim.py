@@ -51,6 +51,10 @@ class SimFaultsConfig(BaseModel):
     down_for_s: float | None = Field(
         0.0, ge=0, description="After a loss, open() fails for this long; null = the device never comes back."
     )
+    absent_at_start_s: float = Field(
+        0.0, ge=0, description="From the camera's creation, open() fails for this long: a camera that is late at "
+        "boot (a PoE camera still starting), which the daemon retries with the reconnect backoff.",
+    )
 
 
 class SimCameraConfig(BaseModel):
@@ -126,6 +130,7 @@ class SimCamera:
         self._since_open = 0
         self._down_until: float | None = None
         self._lost = False
+        self._present_from = time.monotonic() + config.faults.absent_at_start_s
         self._rng = random.Random(config.seed)
         self._closed = threading.Event()
         self._pacer = Pacer(config.fps, self._closed, "sim camera")
@@ -140,12 +145,19 @@ class SimCamera:
         """Counters since construction, with the GenTL camera's keys."""
         return {**self._stats, "late_triggers": self._pacer.late}
 
+    @classmethod
+    def check(cls, config: SimCameraConfig) -> None:
+        """What start-up would refuse, without opening: a source that does not exist or holds no image."""
+        find_images(config.source, config.recursive)
+
     def open(self) -> None:
         """List the images now so a missing or empty source fails at start-up, not mid-shift.
 
         A reopen after a (simulated) device loss keeps the replay position, like a camera that
         comes back on the same line; it fails while the device is still down.
         """
+        if time.monotonic() < self._present_from:
+            raise CameraError("sim camera: device not found (simulated: absent at start)")
         if self._lost:
             if self._down_until is None or time.monotonic() < self._down_until:
                 raise CameraError("sim camera: device not found (simulated loss)")

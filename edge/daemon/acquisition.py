@@ -6,9 +6,13 @@ messages tell the line it is down; after ``watchdog.reconnect_budget`` failed at
 the daemon stops and exits 1 for systemd to restart it. While paused it grabs nothing (the
 camera's buffers, NewestOnly on GenTL, hold or replace frames); in ``on_demand`` mode it grabs one
 frame per trigger command, and the part id a trigger carries (a PLC's part number) travels with
-the frame it asked for into the verdict. Frames a free-running camera discarded as incomplete never reach us
-as frames, so their count (from the camera's own counters) is added to frames in and to the
-``incomplete_buffer`` drops: accounted, not silently missing.
+the frame it asked for into the verdict. A camera that could not be opened at start (late at
+boot) is retried first, with the same backoff and budget. While a grab or an open is in
+progress ``busy_since`` says since when, so a producer call that never returns stops the systemd
+watchdog pings instead of going unnoticed behind the heartbeats. Frames a free-running camera
+discarded as incomplete never reach us as frames, so their count (from the camera's own
+counters) is added to frames in and to the ``incomplete_buffer`` drops: accounted, not silently
+missing.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TypeVar
 
 from edge.cameras import Camera, CameraDisconnected, CameraError, Frame, GrabTimeout
 from edge.daemon.config import WatchdogConfig
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 GRAB_TIMEOUT_S = 1.0
 MAX_PENDING_TRIGGERS = 100
 MAX_PART_ID = 2**32 - 1
+T = TypeVar("T")
 StatusCallback = Callable[[CameraState, "str | None", "float | None", int], None]
 
 
@@ -41,7 +47,7 @@ class Acquisition(Worker):
 
     def __init__(self, camera: Camera, frames: FrameQueue, accounting: Accounting, watchdog: WatchdogConfig,
                  stop: threading.Event, on_status: StatusCallback, on_demand: bool = False,
-                 count_discards: bool = True) -> None:
+                 count_discards: bool = True, start_down: str | None = None) -> None:
         super().__init__("acquisition", stop)
         self.camera = camera
         self.frames = frames
@@ -51,12 +57,14 @@ class Acquisition(Worker):
         self.on_demand = on_demand
         self.count_discards = count_discards
         self.paused = threading.Event()
-        self.camera_up = True
+        self.start_down = start_down  # the camera could not be opened at start: why (retried first thing)
+        self.camera_up = start_down is None
+        self.busy_since: float | None = None  # monotonic start of the grab or open in progress (watchdog)
         self.failed_attempts = 0
         self.reconnects = 0
         self._pending: deque[int | None] = deque()  # the part id of each trigger not yet grabbed
         self._trigger = threading.Condition()
-        self._discards_seen = self._camera_discards()
+        self._discards_seen = self._camera_discards() if start_down is None else 0
         self._last_frame_at = time.monotonic()
 
     def trigger(self, part_id: int | None = None) -> int:
@@ -92,6 +100,8 @@ class Acquisition(Worker):
     def _loop(self) -> None:
         no_frame_s = self.watchdog.no_frame_s
         self._last_frame_at = time.monotonic()
+        if self.start_down is not None:
+            self._reconnect(f"camera not available at start: {self.start_down}")
         while not self.stop.is_set():
             if self.paused.is_set():
                 self.stop.wait(0.1)
@@ -104,7 +114,7 @@ class Acquisition(Worker):
                     continue
                 part_id = taken[0]
             try:
-                frame = self.camera.grab(GRAB_TIMEOUT_S)
+                frame = self._timed(lambda: self.camera.grab(GRAB_TIMEOUT_S))
             except GrabTimeout as exc:
                 if self.on_demand:  # a trigger that brought no image still gets its (NG) verdict
                     frame = Frame(image=None, frame_id=0, source="trigger", error=f"no image after trigger: {exc}",
@@ -127,6 +137,14 @@ class Acquisition(Worker):
             self.accounting.frame_in()
             self.frames.put(Job(frame=frame))
         log.info("acquisition stopped")
+
+    def _timed(self, call: Callable[[], T]) -> T:
+        """Run one camera call with ``busy_since`` set, so a call that never returns is seen by the watchdog."""
+        self.busy_since = time.monotonic()
+        try:
+            return call()
+        finally:
+            self.busy_since = None
 
     def _take_trigger(self) -> tuple[int | None] | None:
         """The next pending trigger's part id (in a 1-tuple), or None when none came within 0.2 s."""
@@ -173,7 +191,7 @@ class Acquisition(Worker):
             if self.stop.wait(delay):
                 return
             try:
-                self.camera.open()
+                self._timed(self.camera.open)
             except CameraError as exc:
                 self.failed_attempts += 1
                 reason = str(exc)

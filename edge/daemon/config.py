@@ -299,6 +299,8 @@ def _describe(
 ) -> str:
     loc = _clean_loc(tuple(err["loc"]), data)
     message = str(err["msg"])
+    if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+        message = str(err["ctx"]["error"])  # our validator's own words, without pydantic's "Value error, "
     if err["type"] == "union_tag_not_found":
         loc, message = (*loc, "type"), f"Field required (one of: {', '.join(CAMERAS)})"
     elif err["type"] == "union_tag_invalid":

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 OverloadPolicy = Literal["drop_oldest", "drop_newest", "block"]
 PUBLISH_QUEUE = 8
 POLL_S = 0.2
+# At a stop, publishing gets at least this long to send what inference finished, even past the drain deadline.
+PUBLISH_JOIN_MIN_S = 0.5
 
 
 class PipelineConfig(BaseModel):

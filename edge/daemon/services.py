@@ -31,8 +31,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long each service may take to close (the daemon's stop budget adds them up: edge.daemon.deadlines).
 ARCHIVE_CLOSE_S = 5.0
 OUTPUTS_CLOSE_S = 2.0  # shared by all outputs: what is still queued after it is counted as undelivered
+METRICS_CLOSE_S = 2.0
+PINGER_CLOSE_S = 2.0
 
 
 class ServiceError(Exception):
@@ -103,7 +106,7 @@ class Services:
         """Stop in reverse order; the archive writes what is queued within its deadline."""
         if not self._stopping_sent:
             self.notify("stopping")
-        self.pinger.close()
+        self.pinger.close(PINGER_CLOSE_S)
         deadline = time.monotonic() + OUTPUTS_CLOSE_S
         for output in reversed(self.outputs):
             lost = output.close(max(0.0, deadline - time.monotonic()))
@@ -115,7 +118,7 @@ class Services:
             dropped = self.archive.close(ARCHIVE_CLOSE_S)
             if dropped:
                 log.warning("archive: %d record(s) not written at shutdown", dropped)
-        self.metrics.close()
+        self.metrics.close(METRICS_CLOSE_S)
         self.notifier.close()
 
     def output_stats(self) -> dict[str, dict[str, Any]]:

@@ -25,22 +25,21 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from edge.cameras import Camera, CameraError, create_camera
-from edge.configfields import systemd_state_directory
 from edge.control.keys import KeyFileError
 from edge.daemon.acquisition import Acquisition
 from edge.daemon.announce import Announcer, log_verdict
 from edge.daemon.config import ConfigError, EdgeConfig
-from edge.daemon.pipeline import PUBLISH_QUEUE, Accounting, FrameQueue, Job, Message, drain
+from edge.daemon.deadlines import UNIT_TIMEOUT_STOP_S, stop_budget_s
+from edge.daemon.pipeline import PUBLISH_JOIN_MIN_S, PUBLISH_QUEUE, Accounting, FrameQueue, Job, Message, drain
+from edge.daemon.preflight import StartupError, load_inspector, preflight, state_dir_for, take_state_lock
 from edge.daemon.sequence import SequenceCounter, SequenceError
 from edge.daemon.services import ServiceError, Services
 from edge.daemon.stages import InferenceStage, PublishStage
-from edge.model.bundle import Bundle, BundleError, load_bundle
-from edge.model.inspector import Inspector
-from edge.model.selftest import run_selftest
+from edge.daemon.statelock import StateLock
+from edge.model.bundle import Bundle, BundleError
 from edge.ops.latency import LatencyWindow
 from edge.outputs import OutboundMessage
 from edge.wire.messages import EVENT_TOPIC_PREFIX, CameraState, encode_message
@@ -52,34 +51,25 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_STARTUP = 2
 STATUS_EVERY_S = 5.0
-# A frame inside inference for longer than this means the pipeline is wedged: heartbeats then no
-# longer count as signs of life for the systemd watchdog.
+# A frame inside inference, or a grab or camera open, for longer than this means the pipeline is
+# wedged: heartbeats then no longer count as signs of life for the systemd watchdog.
 WEDGED_AFTER_S = 10.0
 # Sections a reload cannot apply to a running daemon (they own sockets, threads or the camera).
 RESTART_ONLY = ("station", "camera", "publish", "pipeline", "state_dir", "watchdog", "control", "metrics", "archive",
                 "outputs")
 
 
-class StartupError(Exception):
-    """The daemon cannot start; the message is one line for stderr (exit code 2)."""
+__all__ = ["InspectionDaemon", "ReloadRefused", "StartupError", "load_inspector", "pipeline_healthy",
+           "state_dir_for"]
 
 
 class ReloadRefused(Exception):
     """A reload was refused; the running bundle goes on. The message says why."""
 
 
-def load_inspector(config: EdgeConfig) -> tuple[Bundle, Inspector, dict[str, Any] | None]:
-    """Load, validate and self-test the bundle named by ``config``; BundleError if it must not run."""
-    bundle = load_bundle(config.bundle)
-    backend = None if config.runtime.backend == "auto" else config.runtime.backend
-    inspector = Inspector(bundle, backend=backend, options=config.runtime.options())
-    selftest = run_selftest(bundle, inspector)
-    return bundle, inspector, selftest
-
-
-def state_dir_for(config: EdgeConfig) -> Path | None:
-    """``state_dir`` from the config, else systemd's ``$STATE_DIRECTORY`` (its first entry), else None."""
-    return config.state_dir if config.state_dir is not None else systemd_state_directory()
+def pipeline_healthy(inference_busy_since: float | None, acquisition_busy_since: float | None, now: float) -> bool:
+    """Whether neither thread has been inside one call (an inference, a grab, a camera open) past WEDGED_AFTER_S."""
+    return all(since is None or now - since < WEDGED_AFTER_S for since in (inference_busy_since, acquisition_busy_since))
 
 
 class InspectionDaemon:
@@ -95,6 +85,7 @@ class InspectionDaemon:
         self.accounting = Accounting()
         self.latency = LatencyWindow()
         self.sequence = SequenceCounter(state_dir_for(config))
+        self.state_lock: StateLock | None = None
         self.bundle: Bundle | None = None
         self.publisher: Publisher | None = None
         self.camera: Camera | None = None
@@ -113,8 +104,25 @@ class InspectionDaemon:
     # ----------------------------------------------------------------- start / run / stop
 
     def start(self) -> None:
-        """Load and open everything, in the order it is later closed in reverse; StartupError on failure."""
+        """Check, lock, bind, load and open everything, in the order it is later closed in reverse; StartupError.
+
+        The verdict socket is bound before the bundle loads and self-tests, so a subscriber that was
+        already waiting has its connection up by the first frame (a PUB socket drops what it sends
+        before then). A camera that cannot be opened yet (late at boot) is not a start-up error: the
+        acquisition thread retries it with the reconnect backoff and the line sees ``status`` down.
+        """
         config = self.config
+        preflight(config)
+        self.state_lock = take_state_lock(config)
+        budget = stop_budget_s(config)
+        if budget > UNIT_TIMEOUT_STOP_S:
+            log.warning("stop deadlines add up to %.1f s, more than the shipped units' TimeoutStopSec=%g: raise "
+                        "TimeoutStopSec or lower pipeline.shutdown_timeout_s", budget, UNIT_TIMEOUT_STOP_S)
+        try:
+            self.publisher = Publisher(config.publish.endpoint, config.publish.sndhwm, config.publish.linger_ms,
+                                       curve=config.publish.curve)
+        except PublishError as exc:
+            raise StartupError(f"publish: {exc}") from None
         try:
             self.bundle, inspector, _ = load_inspector(config)
         except BundleError as exc:
@@ -124,21 +132,18 @@ class InspectionDaemon:
             self.sequence.open()
         except SequenceError as exc:
             raise StartupError(str(exc)) from None
+        camera = create_camera(config.camera)
+        self.camera = camera
+        camera_down: str | None = None
         try:
-            self.publisher = Publisher(config.publish.endpoint, config.publish.sndhwm, config.publish.linger_ms,
-                                       curve=config.publish.curve)
-        except PublishError as exc:
-            raise StartupError(f"publish: {exc}") from None
-        try:
-            camera = create_camera(config.camera)
             camera.open()
         except CameraError as exc:
-            raise StartupError(str(exc)) from None
-        self.camera = camera
+            camera_down = str(exc)
+            log.warning("camera not available at start (%s): retrying with the reconnect backoff", camera_down)
         self.acquisition = Acquisition(
             camera, self.frames, self.accounting, config.watchdog, self.stop, self._on_camera_status,
             on_demand=config.pipeline.acquisition == "on_demand",
-            count_discards=getattr(config.camera, "trigger", "free_run") != "software",
+            count_discards=getattr(config.camera, "trigger", "free_run") != "software", start_down=camera_down,
         )
         self.inference = InferenceStage(self.frames, self._items, inspector, self.bundle, self._acquisition_done,
                                         self.stop, config.runtime.max_consecutive_failures)
@@ -213,7 +218,7 @@ class InspectionDaemon:
             log.error("inference did not finish within the shutdown deadline; frames still queued are dropped")
         lost = self.frames.discard_all("shutdown")
         self._inference_done.set()
-        if not self.publishing.join(max(0.5, deadline - time.monotonic())):
+        if not self.publishing.join(max(PUBLISH_JOIN_MIN_S, deadline - time.monotonic())):
             log.error("publishing did not finish within the shutdown deadline")
         lost += self._discard_items()
         failure = self.acquisition.failure or self.inference.failure or self.publishing.failure
@@ -255,6 +260,8 @@ class InspectionDaemon:
             self.sequence.close()
         except SequenceError as exc:
             log.error("%s", exc)
+        if self.state_lock is not None:
+            self.state_lock.release()
 
     # ----------------------------------------------------------------- control
 
@@ -373,8 +380,9 @@ class InspectionDaemon:
         self.services.verdict(message, job, map_png)
 
     def _healthy(self) -> bool:
-        busy = self.inference.busy_since if self.inference is not None else None
-        return busy is None or time.monotonic() - busy < WEDGED_AFTER_S
+        return pipeline_healthy(self.inference.busy_since if self.inference is not None else None,
+                                self.acquisition.busy_since if self.acquisition is not None else None,
+                                time.monotonic())
 
     def _camera_stats(self) -> dict[str, int]:
         camera = self.camera

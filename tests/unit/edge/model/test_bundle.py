@@ -153,8 +153,8 @@ def _set(path, value):
     (_set(["thresholds", "pixel"], float("nan")), "thresholds.pixel: Input should be a finite number"),
     (_set(["input", "height"], 16), "input.height: Input should be greater than or equal to 32"),
     (_set(["input", "std"], [0.2, 0.0, 0.2]), "input.std.1: Input should be greater than 0"),
-    (_set(["graph", "precision"], "fp16"), "graph: Value error, unsupported format/precision onnx/fp16"),
-    (_set(["graph", "file"], "model.xml"), "graph: Value error, graph file 'model.xml' does not end in .onnx"),
+    (_set(["graph", "precision"], "fp16"), "graph: unsupported format/precision onnx/fp16"),
+    (_set(["graph", "file"], "model.xml"), "graph: graph file 'model.xml' does not end in .onnx"),
     (_set(["files", "model.onnx", "sha256"], "abc"), "files.model.onnx.sha256: String should match pattern"),
     (_set(["files"], {}), "files: Dictionary should have at least 1 item"),
     # a key the edge would otherwise silently ignore
