@@ -196,19 +196,27 @@ def _enabled_outputs(config: Any) -> list[str]:
               help="For a CURVE-encrypted stream: the daemon's public key file (NAME.key).")
 @click.option("--client-key", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="For a CURVE-encrypted stream: this client's secret key file (NAME.key_secret).")
+@click.option("--until-stopped", is_flag=True,
+              help="Exit 0 when the daemon publishes its stopped event (the last message of a run).")
+@click.option("--save", "save_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Write each verdict's JSON to DIR/STATION-SEQ.json, and the images sent with it (the anomaly "
+              "map with --send-map) beside it as PNG.")
 def subscribe(endpoint: str, count: int | None, timeout: float | None, as_json: bool, station: str | None,
-              server_key: Path | None, client_key: Path | None) -> None:
+              server_key: Path | None, client_key: Path | None, until_stopped: bool, save_dir: Path | None) -> None:
     """Connect to ENDPOINT (e.g. tcp://10.0.0.5:5556) and print verdicts as they arrive.
 
-    Sequence gaps (lost verdicts) are reported on stderr as they happen; a summary line
-    (received, gaps, OK, NG) goes to stderr at the end.
+    Says on stderr once the connection is up and it is waiting; reports sequence gaps (lost
+    verdicts) as they happen, and when its first verdict is not the run's first (it joined
+    mid-stream), how many of that run it missed. A summary line (received, gaps, OK, NG,
+    restart markers seen) goes to stderr at the end.
     """
     from edge.wire.subscriber import subscribe as run_subscriber
 
     stop = threading.Event()
     install_stop_handlers(stop)
     code = run_subscriber(endpoint, count=count, timeout_s=timeout, as_json=as_json, station=station, stop=stop,
-                          server_key=server_key, client_key=client_key)
+                          server_key=server_key, client_key=client_key, until_stopped=until_stopped,
+                          save_dir=save_dir)
     sys.exit(code)
 
 

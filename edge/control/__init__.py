@@ -7,3 +7,7 @@ CurveZMQ and an allow-list of client keys (shared with the encrypted verdict str
 
 May import :mod:`edge.configfields` and :mod:`edge.ops`; never the daemon (it is handed the handlers).
 """
+
+# The commands a daemon answers, as ``edge-inspect ctl`` offers them: the client refuses any other name at
+# once (a typo would otherwise wait out the reply timeout), and the daemon's handlers are these names.
+COMMANDS = ("status", "trigger", "reload", "pause", "resume")

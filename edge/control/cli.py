@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from edge.control import COMMANDS
+
 EXIT_REFUSED = 1
 EXIT_ERROR = 2  # no reply, or a key file cannot be used
 
@@ -82,6 +84,9 @@ def ctl(endpoint: str, command: str, server_key: Path | None, client_key: Path |
     error, 2 when no reply came (daemon not running, control disabled, key not allowed) or a key
     file is unusable.
     """
+    if command not in COMMANDS:  # at once: a typo must not wait out the reply timeout
+        click.echo(f"edge-inspect ctl: error: unknown command {command!r} (known: {', '.join(COMMANDS)})", err=True)
+        sys.exit(EXIT_ERROR)
     from edge.control.server import ControlError, request
 
     try:

@@ -55,6 +55,8 @@ class SequenceCounter:
         """Read the persisted state and reserve the first block; return the first ``seq`` of this run."""
         self._opened = True
         if self.path is None:
+            log.warning("no state_dir: verdict seq starts at 1 and will not survive a restart (set state_dir, or "
+                        "run under systemd with StateDirectory=)")
             return self._next
         if self.path.exists():
             try:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from edge.cameras import Camera, CameraError, create_camera
+from edge.control import COMMANDS
 from edge.control.keys import KeyFileError
 from edge.daemon.acquisition import Acquisition
 from edge.daemon.announce import Announcer, log_verdict
@@ -352,13 +353,15 @@ class InspectionDaemon:
 
     def handlers(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         """Control commands, by name, for :class:`edge.control.server.ControlServer`."""
-        return {
+        handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "status": lambda _args: self.status(),
             "trigger": self.trigger,
             "reload": lambda _args: self.reload("control"),
             "pause": lambda _args: self.pause(),
             "resume": lambda _args: self.resume(),
         }
+        assert tuple(handlers) == COMMANDS, "edge.control.COMMANDS lists what ctl offers"
+        return handlers
 
     # ----------------------------------------------------------------- callbacks from the threads
 

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge.cli import main
+from edge.control import COMMANDS
 from edge.control.server import ControlConfig, ControlServer
 from edge.control.keys import load_public_key, load_secret_keypair
 from tests.unit.edge.control.curve_keys import CurveKeys, make_keys
@@ -82,10 +83,21 @@ def test_ctl_exits_1_when_the_daemon_answers_with_an_error(server, keys):
     assert "already paused" in json.loads(result.output)["error"]
 
 
-def test_ctl_unknown_command_exits_1_and_lists_the_known_ones(server, keys):
-    result = ctl(server, keys, "explode")
-    assert result.exit_code == 1
-    assert "known: status, pause" in json.loads(result.output)["error"]
+def test_ctl_refuses_an_unknown_command_before_sending_it_and_lists_the_known_ones(server, keys, calls):
+    result = ctl(server, keys, "statuss")
+    assert result.exit_code == 2
+    assert result.output.strip() == ("edge-inspect ctl: error: unknown command 'statuss' "
+                                     f"(known: {', '.join(COMMANDS)})")
+    assert calls == []  # nothing was sent: no reply timeout to wait out
+
+
+def test_the_daemon_answers_exactly_the_commands_ctl_offers(tmp_path):
+    from edge.daemon.config import load_config
+    from edge.daemon.supervisor import InspectionDaemon
+    from edge.tools.harness import DEMO_BUNDLE, DEMO_IMAGES
+
+    config = load_config(None, {"bundle": str(DEMO_BUNDLE), "camera.type": "sim", "camera.source": str(DEMO_IMAGES)})
+    assert tuple(InspectionDaemon(config, threading.Event()).handlers()) == COMMANDS
 
 
 def test_ctl_with_a_key_that_is_not_allowed_exits_2_with_a_clear_message(server, keys, calls):
