@@ -11,12 +11,12 @@ from typing import Any
 
 import click
 
-from calibration.calibrate import CalibrationError, calibrate
+from calibration.calibrate import CalibrationError, calibrate, set_threshold
 from calibration.evaluate import evaluate_bundles
 from calibration.evaluate import pixel_check as pixel_check_figures
 from calibration.pixelmetrics import DEFAULT_BINS
 from calibration.report_plots import MissingExtra, require_matplotlib
-from calibration.thresholds import DEFAULT_K, DEFAULT_TARGET_FRR, STRATEGIES
+from calibration.thresholds import DEFAULT_TARGET_FRR, STRATEGIES
 from edge.model.bundle import BundleError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -36,30 +36,53 @@ def _fail(tool: str, exc: Exception) -> None:
 @click.option("--defects", "defects_dir", type=click.Path(path_type=Path),
               help="Folder of labelled defect images (recursive); required by --strategy f1.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="quantile", show_default=True,
-              help="quantile: threshold = (1 - target FRR) quantile of good scores; mean_std: mean + k*std; "
-              "f1: F1-optimal on good + defects.")
+              help="quantile: the (1 - target FRR) quantile of good scores; mean_std: mean + k*std; iqr: Q3 + k*IQR "
+              "of good scores; f1: F1-optimal on good + defects (see docs/calibration.md for when to use which).")
 @click.option("--target-frr", default=DEFAULT_TARGET_FRR, show_default=True,
-              help="Target false-reject rate for --strategy quantile.")
-@click.option("--k", default=DEFAULT_K, show_default=True, help="k for --strategy mean_std.")
+              help="Target false-reject rate for --strategy quantile; needs at least 1/target good images.")
+@click.option("--k", type=float, help="k for --strategy mean_std (default 3) or iqr (default 1.5).")
+@click.option("--allow-few", is_flag=True,
+              help="Calibrate even on fewer good images than the strategy needs (recorded in bundle.yaml).")
+@click.option("--set-threshold", "manual", type=click.FloatRange(min=0, min_open=True), metavar="VALUE",
+              help="Set the image threshold by hand instead (recorded as strategy manual, with who and when, and "
+              "the false-reject rate it implies on the held-out good images).")
+@click.option("--pixel", type=click.FloatRange(min=0, min_open=True), metavar="VALUE",
+              help="With --set-threshold: a pixel (region) threshold other than the image threshold.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino"]), default="auto", show_default=True,
               help="Inference engine; auto = the bundle's graph format decides.")
 @click.option("--threads", type=int, help="Inference threads (default: the engine's choice).")
-def calibrate_main(bundle: Path, good_dir: Path | None, defects_dir: Path | None, strategy: str,
-                   target_frr: float, k: float, backend: str, threads: int | None) -> None:
+def calibrate_main(bundle: Path, good_dir: Path | None, defects_dir: Path | None, strategy: str, target_frr: float,
+                   k: float | None, allow_few: bool, manual: float | None, pixel: float | None, backend: str,
+                   threads: int | None) -> None:
     """Set the decision thresholds of BUNDLE by running it through the edge runtime.
 
     The thresholds, the strategy and its parameters, and statistics of the scores they came from
-    are written into BUNDLE/bundle.yaml atomically.
+    (with the false-reject rate at the threshold) are written into BUNDLE/bundle.yaml atomically.
+    Images that do not decode, or whose size differs wildly from the rest, are listed and left out.
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if pixel is not None and manual is None:
+        _fail("edge-calibrate", ValueError("--pixel goes with --set-threshold"))
     try:
-        result = calibrate(bundle, good_dir, defects_dir, strategy, target_frr, k, threads, _backend(backend))
+        if manual is not None:
+            result = set_threshold(bundle, manual, pixel, good_dir, defects_dir, threads, _backend(backend))
+        else:
+            result = calibrate(bundle, good_dir, defects_dir, strategy, target_frr, k, threads, _backend(backend),
+                               allow_few=allow_few)
     except USER_ERRORS as exc:
         _fail("edge-calibrate", exc)
-    stats = result["calibration"]["good_scores"]
+    for path, why in result["left_out"].items():
+        click.echo(f"left out {path}: {why}", err=True)
+    record = result["calibration"]
+    stats = record["good_scores"]
+    how = "set by hand" if manual is not None else f"{strategy} {result['params']}"
+    pixel_text = f", pixel threshold {result['pixel']:.4f}" if result["pixel"] != result["image"] else ""
+    escape = f", escape rate {record['escape_rate']:.3f} on {record['n_defects']} defects" \
+        if record.get("escape_rate") is not None else ""
     click.echo(
-        f"{bundle}: image threshold {result['image']:.4f} ({strategy} {result['params']}) from "
-        f"{result['calibration']['n_good']} held-out good images (scores {stats['min']:.4f}..{stats['max']:.4f})"
+        f"{bundle}: image threshold {result['image']:.4f} ({how}){pixel_text}: false-reject rate "
+        f"{record['false_reject_rate']:.3f} on {record['n_good']} held-out good images (scores "
+        f"{stats['min']:.4f}..{stats['max']:.4f}){escape}"
     )
 
 

@@ -97,5 +97,5 @@ def tiny_bundle(tmp_path_factory, tiny_run) -> Path:
 
     out = tmp_path_factory.mktemp("bundles") / "bottle"
     build_bundle(tiny_run, out)
-    calibrate(out)
+    calibrate(out, allow_few=True)  # a handful of validation images: fast, and not a line calibration
     return out

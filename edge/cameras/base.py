@@ -16,6 +16,9 @@ import numpy as np
 
 # The counters every camera's ``stats()`` reports (plus ``late_triggers`` from its pacer), so status
 # messages, logs and benches read the same keys whichever source is configured.
+# camera.max_pixels by default: a frame larger than this is an error verdict, not a multi-second decode
+# (a 50 Mpx frame is past every area-scan camera a line-side box is sized for; raise it for one that is not).
+DEFAULT_MAX_PIXELS = 50_000_000
 STATS_KEYS = ("frames", "timeouts", "incomplete", "dropped", "triggers", "trigger_misses", "decode_errors", "opens")
 
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from edge.cameras.base import CameraDisconnected, CameraError, Frame, GrabTimeout, new_stats
+from edge.cameras.base import DEFAULT_MAX_PIXELS, CameraDisconnected, CameraError, Frame, GrabTimeout, new_stats
 from edge.cameras.gentl_setup import (
     FeatureValue,
     apply_features,
@@ -39,6 +39,7 @@ from edge.cameras.pacing import Pacer
 from edge.cameras.pixels import PixelFormatError, decode
 from edge.configfields import resolve_path
 from edge.extras import require
+from edge.model.imageio import too_large
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,10 @@ class GenTLCameraConfig(BaseModel):
     num_buffers: int | None = Field(
         None, ge=1, description="Buffers announced to the producer (at least its minimum); none = Harvesters' "
         "default (3, or the producer's minimum if higher).",
+    )
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, ge=1, description="A buffer with more pixels than this (width x height as the producer "
+        "reports them) is an error verdict and is not decoded.",
     )
     buffer_handling: BufferHandling = Field(
         "newest",
@@ -326,12 +331,16 @@ class GenTLCamera:
         self._stats["frames"] += 1
         component = buffer.payload.components[0]
         fmt = str(component.data_format)
-        try:
-            image = decode(component.data, int(component.width), int(component.height), fmt)
-            error = None
-        except PixelFormatError as exc:
-            image, error = None, f"pixel format: {exc}"
+        width, height = int(component.width), int(component.height)
+        image, error = None, too_large(width, height, self.config.max_pixels)
+        if error is not None:
             self._stats["decode_errors"] += 1
+        else:
+            try:
+                image = decode(component.data, width, height, fmt)
+            except PixelFormatError as exc:
+                image, error = None, f"pixel format: {exc}"
+                self._stats["decode_errors"] += 1
         source = f"{self._name}#{producer_id if producer_id is not None else self._count}"
         device_ts = _device_timestamp_ns(buffer)
         return Frame(image=image, frame_id=self._count, source=source, t_capture=t_capture, error=error,

@@ -24,7 +24,7 @@ from typing import Literal
 import cv2
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from edge.cameras.base import CameraDisconnected, CameraError, Frame, GrabTimeout, new_stats
+from edge.cameras.base import DEFAULT_MAX_PIXELS, CameraDisconnected, CameraError, Frame, GrabTimeout, new_stats
 from edge.cameras.pacing import Pacer
 from edge.cameras.pixels import PIXEL_FORMATS, PixelFormatError, decode, encode
 from edge.configfields import resolve_path
@@ -81,6 +81,10 @@ class SimCameraConfig(BaseModel):
     )
     pixel_format: str | None = Field(
         None, description="Pass each image through this camera pixel format (e.g. BayerRG8, Mono12) and back."
+    )
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, ge=1, description="A frame with more pixels than this is an error verdict, refused from "
+        "its header before decoding (an 8000x8000 PNG would take seconds and hundreds of MB).",
     )
     faults: SimFaultsConfig = Field(default_factory=SimFaultsConfig, description="Injected faults (bench only).")
 
@@ -228,7 +232,7 @@ class SimCamera:
         image = None
         if error is None:
             try:
-                image = read_image(path)
+                image = read_image(path, max_pixels=self.config.max_pixels)
                 if self.config.pixel_format is not None:
                     height, width = image.shape[:2]
                     image = decode(encode(image, self.config.pixel_format), width, height, self.config.pixel_format)

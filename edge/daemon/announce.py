@@ -49,6 +49,13 @@ class Announcer:
             station=self.station, camera=state, reason=reason, attempt=attempt, next_retry_s=next_retry_s,
             stats=stats, verdicts=self.accounting.verdicts)))
 
+    def error_streak(self, count: int, last_error: str | None, camera_up: bool, stats: dict[str, int]) -> dict[str, Any]:
+        """A ``status.<station>`` payload for the publishing thread to send now: error verdicts in a row."""
+        reason = f"{count} error verdicts in a row, the last: {last_error}" if count else None
+        return build_status(station=self.station, camera="up" if camera_up else "down", reason=reason, attempt=0,
+                            next_retry_s=None, stats=stats, verdicts=self.accounting.verdicts,
+                            error_frames_in_row=count)
+
     def event(self, event: str, detail: dict[str, Any]) -> None:
         """Queue an ``event.<station>`` message, unless publishing has already ended."""
         if self.publishing_finished():
@@ -84,10 +91,11 @@ class Announcer:
 
 
 def log_verdict(message: dict[str, Any]) -> None:
-    """The one log line per verdict (journald keeps it beside the published message)."""
+    """The one log line per verdict (journald keeps it beside the published message); WARNING for an error verdict."""
     score, threshold = message["score"], message["threshold"]
     total = message["latency_ms"].get("total", 0.0)
-    log.info(
+    log.log(
+        logging.WARNING if message["error"] else logging.INFO,
         "seq=%s frame=%s %s score=%s thr=%s regions=%d total=%.1fms source=%s%s",
         message["seq"], message["frame_id"], message["verdict"],
         "-" if score is None else f"{score:.4f}", "-" if threshold is None else f"{threshold:.4f}",

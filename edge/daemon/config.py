@@ -126,6 +126,10 @@ class WatchdogConfig(BaseModel):
     )
     reconnect_delay_s: float = Field(1.0, gt=0, description="Wait before the first reconnect attempt.")
     reconnect_max_delay_s: float = Field(30.0, gt=0, description="The delay doubles per failed attempt up to this.")
+    error_frames_alarm: int = Field(
+        5, ge=0, description="After this many error verdicts in a row (unreadable frames, a deleted source folder, "
+        "failing inference) publish a status message and log one WARNING; again when a frame is inspected; 0 = never.",
+    )
     reconnect_budget: int = Field(
         5, ge=1, description="Failed reconnect attempts in a row (no frame in between) before the daemon exits 1 "
         "and leaves the restart to systemd.",

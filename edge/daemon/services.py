@@ -57,6 +57,7 @@ class Services:
         self.outputs: list[QueuedOutput] = []
         self._given_outputs = outputs
         self._stopping_sent = False
+        self._errors_in_row = 0
 
     def start(self, *, bundle_id: str | None, handlers: Mapping[str, Handler], stop: threading.Event,
               counts: Snapshot, queue_depths: Callable[[], Mapping[str, int]], state_dir: Path | None = None) -> None:
@@ -137,6 +138,8 @@ class Services:
         metrics.verdict(str(message["verdict"]), message.get("t_publish"))
         if message["error"]:
             metrics.error(str(message["error"]).split(":", 1)[0])
+        self._errors_in_row = self._errors_in_row + 1 if message["error"] else 0
+        metrics.errors_in_row(self._errors_in_row)
         for stage, ms in job.stages_ms.items():
             metrics.observe(stage, ms / 1000.0)
         metrics.observe("publish", message["latency_ms"]["publish"] / 1000.0)

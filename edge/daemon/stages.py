@@ -28,7 +28,7 @@ from edge.model.imageio import ImageReadError, encode_jpeg
 from edge.model.inspector import Inspector
 from edge.ops.latency import LatencyWindow
 from edge.outputs import OutboundMessage
-from edge.wire.messages import HEARTBEAT_TOPIC_PREFIX, encode_message
+from edge.wire.messages import HEARTBEAT_TOPIC_PREFIX, STATUS_TOPIC_PREFIX, encode_message
 from edge.wire.publisher import Publisher
 from edge.wire.verdict import build_verdict, encode_verdict
 
@@ -125,7 +125,8 @@ class PublishStage(Worker):
                  on_verdict: Callable[[dict[str, Any], Job, bytes | None], None],
                  alive: Callable[[], None], pipeline_healthy: Callable[[], bool], stop: threading.Event,
                  on_sent: Callable[[OutboundMessage], None] = lambda _message: None, *,
-                 send_image: bool = False, image_max_side: int = 640, image_quality: int = 80) -> None:
+                 send_image: bool = False, image_max_side: int = 640, image_quality: int = 80,
+                 error_alarm: tuple[int, Callable[[int, str | None], dict[str, Any]]] | None = None) -> None:
         super().__init__("publish", stop)
         self.items = items
         self.publisher = publisher
@@ -146,6 +147,8 @@ class PublishStage(Worker):
         self.on_sent = on_sent
         self.first = True
         self._last_sent = time.monotonic()
+        self.error_alarm = error_alarm  # (after N error verdicts in a row, the status message to send)
+        self.errors_in_row = 0
 
     def _run(self) -> None:
         while True:
@@ -200,6 +203,7 @@ class PublishStage(Worker):
         self.alive()
         self.on_verdict(message, job, map_png)
         self.on_sent(OutboundMessage("verdict", message, {"map_png": map_png} if map_png is not None else {}))
+        self._track_errors(job.error)
 
     def _frame_jpeg(self, job: Job) -> bytes | None:
         """The frame as a JPEG for the live view, or None (send_image off, no image, encoding failed)."""
@@ -211,3 +215,21 @@ class PublishStage(Worker):
         except ImageReadError as exc:  # the verdict matters more than its picture
             log.warning("frame %s sent without its image: %s", job.frame.source, exc)
             return None
+
+    def _track_errors(self, error: str | None) -> None:
+        """Error verdicts in a row: a status message when they reach the alarm count, and when the streak ends."""
+        before = self.errors_in_row
+        self.errors_in_row = before + 1 if error is not None else 0
+        if self.error_alarm is None or self.error_alarm[0] <= 0:
+            return
+        after, status = self.errors_in_row, self.error_alarm[1]
+        if after == self.error_alarm[0]:
+            log.warning("%d error verdicts in a row (the last: %s): is the source or camera failing?", after, error)
+            self._send_status(status(after, error))
+        elif after == 0 and before >= self.error_alarm[0]:
+            log.warning("frames are inspected again after %d error verdicts in a row", before)
+            self._send_status(status(0, None))
+
+    def _send_status(self, payload: dict[str, Any]) -> None:
+        self._send(encode_message(STATUS_TOPIC_PREFIX, payload))
+        self.on_sent(OutboundMessage("status", payload))

@@ -154,6 +154,7 @@ class InspectionDaemon:
             self._on_verdict, self.services.alive, self._healthy, self.stop, on_sent=self.services.published,
             send_image=config.publish.send_image, image_max_side=config.publish.image_max_side,
             image_quality=config.publish.image_quality,
+            error_alarm=(config.watchdog.error_frames_alarm, self._error_status),
         )
         try:
             self.services.start(bundle_id=self.bundle.bundle_id, handlers=self.handlers(), stop=self.stop,
@@ -377,6 +378,10 @@ class InspectionDaemon:
                                        camera_up=bool(acq and acq.camera_up),
                                        bundle_id=self.bundle.bundle_id if self.bundle else "",
                                        outputs=self.services.output_stats())
+
+    def _error_status(self, count: int, last_error: str | None) -> dict[str, Any]:
+        acq = self.acquisition
+        return self.announce.error_streak(count, last_error, bool(acq and acq.camera_up), self._camera_stats())
 
     def _on_verdict(self, message: dict[str, Any], job: Job, map_png: bytes | None) -> None:
         log_verdict(message)

@@ -127,6 +127,8 @@ def describe_error(exc: ValidationError) -> str:
     first = errors[0]
     loc = ".".join(str(part) for part in first["loc"])
     text = first["msg"]
+    if first["type"] == "value_error" and "error" in first.get("ctx", {}):
+        text = str(first["ctx"]["error"])  # a validator's own words, without pydantic's "Value error, "
     if first["type"] not in ("missing", "extra_forbidden", "value_error") and "input" in first:  # value_error says it
         text += f" (got {_short(first['input'])})"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

@@ -4,24 +4,82 @@ One place decides how a file becomes pixels, so that training, calibration, eval
 daemon all see exactly the same array for the same file. Images come back as OpenCV does them:
 ``uint8`` ``HxW`` for grayscale files and ``HxWx3`` BGR for colour files; 16-bit files are scaled
 to 8 bit. A file that cannot be decoded raises :class:`ImageReadError` instead of returning None.
+
+A file can also be too large to decode at all: an 8000x8000 PNG costs seconds and hundreds of MB
+before anyone can say it is not a camera frame. So :func:`image_size` reads the dimensions from
+the PNG, JPEG or BMP header without decoding, and :func:`read_image` refuses a file above
+``max_pixels`` from that alone (and, for other formats, right after decoding).
 """
 
 from __future__ import annotations
 
+import os
+import struct
 from pathlib import Path
 
-import cv2
+# OpenCV's own cap on the pixels it will allocate for one decoded image (its default is 2**30), for
+# formats whose header image_size() does not read; read by OpenCV at its first decode.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
+
+import cv2  # noqa: E402 - after the environment setting above
 import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 class ImageReadError(Exception):
     """A file that should hold an image could not be read or decoded."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode ``path`` into a ``uint8`` array (``HxW`` gray or ``HxWx3`` BGR)."""
+class ImageTooLarge(ImageReadError):
+    """The image has more pixels than allowed (``camera.max_pixels``); it was not decoded."""
+
+
+def too_large(width: int, height: int, max_pixels: int | None) -> str | None:
+    """Why a ``width x height`` frame is refused under ``max_pixels``, or None when it is not."""
+    if max_pixels is None or width * height <= max_pixels:
+        return None
+    return (f"frame too large: {width}x{height} = {width * height / 1e6:.1f} Mpx, above camera.max_pixels "
+            f"{max_pixels / 1e6:g} Mpx")
+
+
+def image_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG, JPEG or BMP header, without decoding; None for other or broken data."""
+    head = bytes(data[:65536]) if isinstance(data, np.ndarray) else bytes(data[:65536])
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24 and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        return width, height
+    if head[:2] == b"BM" and len(head) >= 26:
+        width, height = struct.unpack("<ii", head[18:26])
+        return abs(width), abs(height)
+    if head[:2] == b"\xff\xd8":
+        return _jpeg_size(head)
+    return None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG markers to the first start-of-frame and read its dimensions."""
+    pos = 2
+    while pos + 4 <= len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker in (0x01, *range(0xD0, 0xD9)):  # markers without a length
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", head[pos + 2:pos + 4])
+        if marker in JPEG_SOF and pos + 9 <= len(head):
+            height, width = struct.unpack(">HH", head[pos + 5:pos + 9])
+            return width, height
+        pos += 2 + length
+    return None
+
+
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Decode ``path`` into a ``uint8`` array (``HxW`` gray or ``HxWx3`` BGR); :class:`ImageTooLarge` past ``max_pixels``."""
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -29,9 +87,14 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
     if data.size == 0:
         raise ImageReadError(f"{path}: file is empty")
+    size = image_size(data)
+    if size is not None and (why := too_large(*size, max_pixels)) is not None:
+        raise ImageTooLarge(f"{path}: {why}")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageReadError(f"{path}: not a decodable image (corrupt or unsupported format)")
+    if (why := too_large(image.shape[1], image.shape[0], max_pixels)) is not None:
+        raise ImageTooLarge(f"{path}: {why}")
     return to_uint8_gray_or_bgr(image)
 
 

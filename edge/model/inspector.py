@@ -8,6 +8,7 @@ needs them before any threshold exists); :meth:`Inspector.inspect` adds the deci
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -18,7 +19,10 @@ from edge.model.bundle import Bundle, BundleError
 from edge.model.preprocess import preprocess
 from edge.model.engines import RuntimeOptions, create_backend
 
+log = logging.getLogger(__name__)
+
 MAX_REGIONS = 32
+CHANNEL_NAMES = {1: "grayscale", 3: "colour"}
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,10 @@ class Inspector:
     ) -> None:
         self.bundle = bundle
         self.backend = create_backend(bundle, backend, threads, options)
+        # Channels of the images the model was made from (1 or 3), from the bundle's self-test probe when it has
+        # one (edge.model.selftest sets it); None = unknown, not checked.
+        self.trained_channels: int | None = None
+        self._channels_warned = False
 
     def run(self, image: np.ndarray) -> RawResult:
         """Raw anomaly map (model resolution) and image score for a gray or BGR ``uint8`` image."""
@@ -116,11 +124,25 @@ class Inspector:
         t2 = time.perf_counter()
         return RawResult(score, anomaly_map, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3})
 
+    def _check_channels(self, image: np.ndarray) -> None:
+        """Warn once when a grayscale frame meets a colour-trained bundle, or the reverse: scored, but not alike."""
+        channels = 1 if image.ndim == 2 else int(image.shape[2])
+        if self.trained_channels is None or channels == self.trained_channels or self._channels_warned:
+            return
+        self._channels_warned = True
+        log.warning("bundle %s was made from %s images but this frame is %s (%s): it is scored with %s, so its "
+                    "scores may not compare with the calibrated threshold; set the camera's pixel format to match "
+                    "(this warning is given once per bundle load)", self.bundle.bundle_id,
+                    CHANNEL_NAMES.get(self.trained_channels, "?"), CHANNEL_NAMES.get(channels, "?"),
+                    "x".join(str(v) for v in image.shape),
+                    "its plane replicated to RGB" if channels == 1 else "its colour kept")
+
     def inspect(self, image: np.ndarray) -> Inspection:
         """Decide OK/NG for ``image`` with the bundle's calibrated thresholds."""
         thresholds = self.bundle.thresholds
         if thresholds is None:
             raise BundleError(f"{self.bundle.root}: bundle has no thresholds (run edge-calibrate)")
+        self._check_channels(image)
         raw = self.run(image)
         t0 = time.perf_counter()
         verdict = "NG" if raw.score > thresholds.image else "OK"

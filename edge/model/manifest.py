@@ -26,6 +26,7 @@ from edge.model.preprocess import InputSpec
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+SAME_AS_IMAGE = "same_as_image"
 
 
 class _Contract(BaseModel):
@@ -132,7 +133,14 @@ class CalibrationRecord(_Record):
     excluded_training_images: int = Field(ge=0, description="Good images left out because the model was "
                                           "trained on them (matched by sha256).")
     skipped_unreadable: list[str] = Field(default_factory=list, description="Images that could not be read.")
+    skipped_size: list[str] | None = Field(None, description="Images left out because their size differs "
+                                           "wildly from the others' (a thumbnail, a stray crop).")
+    allow_few: bool | None = Field(None, description="true: fewer good images than the strategy needs were "
+                                   "accepted (edge-calibrate --allow-few).")
     good_scores: ScoreStats = Field(description="Statistics of the good images' scores.")
+    false_reject_rate: float | None = Field(None, description="Fraction of these good images above the image "
+                                            "threshold (NG): the false-reject rate the threshold implies.")
+    escape_rate: float | None = Field(None, description="Fraction of the defect images at or below it (OK).")
 
 
 class Thresholds(_Contract):
@@ -140,11 +148,23 @@ class Thresholds(_Contract):
 
     image: float = Field(gt=0, allow_inf_nan=False, description="A frame scoring above it is NG.")
     pixel: float = Field(gt=0, allow_inf_nan=False, description="Map values above it form the NG regions.")
-    strategy: str = Field(description="How the image threshold was chosen: quantile, mean_std or f1.")
-    pixel_strategy: str | None = Field(None, description="How the pixel threshold was chosen (same_as_image).")
+    strategy: str = Field(description="How the image threshold was chosen: quantile, mean_std, iqr, f1, or "
+                          "manual (edge-calibrate --set-threshold).")
+    pixel_strategy: str | None = Field(None, description="How the pixel threshold was chosen: same_as_image "
+                                       "(then pixel equals image) or manual.")
     params: dict[str, Any] = Field(default_factory=dict, description="The strategy's parameters, e.g. "
-                                   "target_false_reject_rate.")
+                                   "target_false_reject_rate; for manual: who set it, when, the values before.")
     calibration: CalibrationRecord | None = Field(None, description="The record of the calibration run.")
+
+    @model_validator(mode="after")
+    def _pixel_as_recorded(self) -> Thresholds:
+        """A pixel threshold other than the image one must say so, or an NG verdict can come with no region."""
+        if self.pixel != self.image and self.pixel_strategy in (None, SAME_AS_IMAGE):
+            raise ValueError(
+                f"thresholds.pixel {self.pixel:g} differs from thresholds.image {self.image:g} but pixel_strategy is "
+                f"{self.pixel_strategy or 'unset'}: change thresholds with `edge-calibrate BUNDLE --set-threshold "
+                "VALUE [--pixel VALUE]`, not by editing bundle.yaml")
+        return self
 
 
 class TrainingRecord(_Record):

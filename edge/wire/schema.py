@@ -165,6 +165,9 @@ class Status(_Message):
     next_retry_s: float | None = Field(description="Delay before the next attempt; null when up or gave up.")
     stats: dict[str, int] = Field(description="The camera's counters (frames, timeouts, incomplete, dropped, ...).")
     verdicts: NonNegativeInt = Field(description="Verdicts published so far in this run.")
+    error_frames_in_row: NonNegativeInt = Field(0, description="Error verdicts in a row: a status goes out when "
+                                                "they reach watchdog.error_frames_alarm (reason: the last error) "
+                                                "and again, with 0, when a frame is inspected again.")
 
 
 class StagePercentiles(_Message):

@@ -71,7 +71,7 @@ def test_map_stride_override_exports_the_map_it_declares_and_still_matches_torch
     assert bundle.manifest.model.config["map_stride"] == stride
     parity = bundle.manifest.export.parity
     assert parity.max_rel_score_diff <= parity.tolerance
-    calibrate(out)
+    calibrate(out, allow_few=True)
     image = read_image(min((bottle / "test" / "broken_large").glob("*.png")))
     for backend in ("onnxruntime", "openvino"):
         inspection = Inspector(load_bundle(out), backend=backend,

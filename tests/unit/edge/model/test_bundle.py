@@ -178,3 +178,15 @@ def test_extra_keys_in_the_records_of_how_a_bundle_was_made_are_kept(demo_copy):
 def test_an_anomaly_map_shape_that_is_not_the_input_divided_by_one_stride_is_refused(bundle_copy, shape):
     edit(bundle_copy, lambda m: m["outputs"]["anomaly_map"].update(shape=shape))
     assert "outputs.anomaly_map.shape" in refusal(bundle_copy)
+
+
+def test_a_hand_edited_pixel_threshold_that_does_not_say_so_is_refused(demo_copy):
+    edit(demo_copy, lambda meta: meta["thresholds"].update(pixel=9.0))
+    message = refusal(demo_copy)
+    assert "thresholds.pixel 9 differs from thresholds.image" in message
+    assert "pixel_strategy is same_as_image" in message and "edge-calibrate BUNDLE --set-threshold" in message
+
+
+def test_a_pixel_threshold_recorded_as_manual_loads(demo_copy):
+    edit(demo_copy, lambda meta: meta["thresholds"].update(pixel=9.0, pixel_strategy="manual"))
+    assert load_bundle(demo_copy).thresholds.pixel == 9.0
