@@ -1,4 +1,9 @@
-"""Packaging: a plain install is the edge runtime only; training and export come with ``.[train]``."""
+"""Packaging: a plain install is the edge runtime on onnxruntime; the rest are extras.
+
+``.[openvino]`` adds the second engine (180 MB; bundles in OpenVINO IR and runtime.backend openvino need
+it), ``.[camera]`` GenTL cameras, ``.[train]`` training and export (OpenVINO included, for its formats).
+edge/extras.py maps each extra to the modules it brings, for the one-line error naming it.
+"""
 
 from setuptools import find_packages, setup
 
@@ -6,7 +11,6 @@ EDGE_REQUIRES = [
     "numpy>=1.24,<2.5",  # nncf (INT8 export) pins numpy < 2.5
     "opencv-python-headless>=4.8",
     "onnxruntime>=1.17",
-    "openvino>=2024.0",
     "pyzmq>=25",
     "prometheus_client>=0.20",
     "pyyaml>=6",
@@ -15,8 +19,12 @@ EDGE_REQUIRES = [
     "tqdm>=4.60",
 ]
 
+OPENVINO = ["openvino>=2024.0"]
+
 EXTRAS = {
+    "openvino": OPENVINO,
     "train": [
+        *OPENVINO,  # export writes and checks OpenVINO IR graphs
         "torch>=2.2",
         "torchvision>=0.17",
         "timm>=0.9",
@@ -36,8 +44,8 @@ EXTRAS = {
     "view": ["aiohttp>=3.9"],
     # jsonschema: the wire messages checked against docs/schemas; scikit-learn: the hand-written AUROC
     # checked; playwright: the view's tests drive Debian's Chromium (install with
-    # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; never `playwright install`).
-    "dev": ["pytest>=7", "jsonschema>=4.18", "scikit-learn>=1.3", "playwright>=1.40"],
+    # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; never `playwright install`); hypothesis: the fuzz tests (tests/fuzz).
+    "dev": ["pytest>=7", "jsonschema>=4.18", "scikit-learn>=1.3", "playwright>=1.40", "hypothesis>=6.100"],
 }
 
 setup(

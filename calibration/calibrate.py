@@ -179,7 +179,7 @@ def _record(good: Scored, defects: Scored | None, source: str, excluded: int, th
     scores = good.scores
     rates = rates_at(threshold, scores, defects.scores if defects is not None else None)
     return CalibrationRecord(
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_now(),
         good_source=source,
         n_good=int(scores.size),
         n_defects=0 if defects is None else int(defects.scores.size),
@@ -277,7 +277,7 @@ def set_threshold(
         pixel_strategy=SAME_AS_IMAGE if pixel_value == image else MANUAL,
         params={
             "set_by": user or _user(),
-            "set_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "set_at": _now(),
             "previous": None if previous is None else {"image": previous.image, "pixel": previous.pixel,
                                                        "strategy": previous.strategy},
         },
@@ -287,6 +287,10 @@ def set_threshold(
     load_bundle(bundle.root)
     left_out = {**good.left_out, **(defects.left_out if defects else {})}
     return {**thresholds.model_dump(mode="json"), "left_out": left_out}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _listing(left_out: dict[str, str]) -> str:

@@ -222,13 +222,13 @@ def subscribe(endpoint: str, count: int | None, timeout: float | None, as_json: 
 
 def _register_commands() -> None:
     """Command groups that live in their own modules (importing only click at this point)."""
+    from edge.control.cli import ctl, keygen
     from edge.tools.bench import bench
     from edge.tools.camera_bench import camera_bench
     from edge.tools.plc_bench import plc_bench
     from edge.tools.soak import soak
     from edge.tools.view_bench import view_bench
     from edge.view.cli import view
-    from edge.control.cli import ctl, keygen
     from edge.outputs.plc.cli import plc_map
     from edge.wire.schema_files import schemas
 

@@ -12,14 +12,21 @@ keeps the two in step) and the function that turns a missing import into that li
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 DISTRIBUTION = "edge-inspect"
+EXIT_MISSING = 2
 # extra -> the top-level modules it brings (as imported), in the order they are checked.
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "camera": ("harvesters", "genicam"),
     "openvino": ("openvino",),
+    "plc": ("pymodbus", "asyncua"),
+    "report": ("matplotlib",),
     "train": ("torch", "torchvision", "timm", "onnx", "onnxscript", "nncf"),
+    "view": ("aiohttp",),
 }
 
 
@@ -52,3 +59,16 @@ def explain(exc: ModuleNotFoundError, what: str) -> MissingExtra | None:
     name = exc.name or ""
     extra = extra_of(name)
     return MissingExtra(what, extra, name) if extra is not None else None
+
+
+@contextmanager
+def exit_if_missing(tool: str, what: str) -> Iterator[None]:
+    """Around a command's body: an extra's missing module ends it with one line and exit 2, not a traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        missing = explain(exc, what)
+        if missing is None:
+            raise
+        print(f"{tool}: error: {missing}", file=sys.stderr)
+        raise SystemExit(EXIT_MISSING) from None

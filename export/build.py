@@ -48,6 +48,7 @@ from edge.model.manifest import (
 )
 from edge.model.preprocess import InputSpec, preprocess
 from edge.model.selftest import SELFTEST_IMAGE
+from export.defaults import PARITY_IMAGES, PARITY_TOLERANCE
 from export.formats import needs_accuracy_guard, needs_calibration
 from export.guard import DEFAULT_AUROC_DROP_POINTS, DEFAULT_MAX_SCORE_CHANGE, compare
 from export.onnx_graph import INPUT_NAME, OUTPUT_NAMES, export_onnx
@@ -62,8 +63,6 @@ from training.train import load_run
 
 log = logging.getLogger(__name__)
 
-PARITY_TOLERANCE = 1e-3  # largest |score difference| allowed, relative to max(1, |torch score|)
-PARITY_IMAGES = 8
 TRAIN_MANIFEST = "train_images.sha256"
 
 

@@ -1,4 +1,8 @@
-"""``edge-export``: write a deployable bundle from a training run."""
+"""``edge-export``: write a deployable bundle from a training run.
+
+torch is imported only when the command runs: ``--help`` answers at once, and on an edge-only
+install (no ``train`` extra) the command names the extra to install instead of a traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,12 @@ from pathlib import Path
 
 import click
 
+from edge.extras import exit_if_missing
 from edge.model.bundle import BundleError, load_bundle
 from edge.model.formats import supported_pairs
-from export.build import PARITY_IMAGES, PARITY_TOLERANCE, ExportError, ReducedPrecisionOptions, build_bundle, guard_summary
+from export.defaults import PARITY_IMAGES, PARITY_TOLERANCE
 from export.guard import DEFAULT_AUROC_DROP_POINTS, DEFAULT_MAX_SCORE_CHANGE
 from export.quantize import DEFAULT_CALIB_COUNT
-from training.train import RunError
 
 HELP = """Export the PatchCore run in RUN_DIR (made by edge-train) to a bundle.
 
@@ -61,14 +65,24 @@ def main(run_dir: Path, out: Path, fmt: str, precision: str, parity_images: int,
          max_score_change: float, map_stride: int | None, force: bool, overwrite: bool, verbose: bool) -> None:
     """Entry point of the edge-export console script."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    reduced = ReducedPrecisionOptions(calib_dir=calib_dir, calib_count=calib_count, val_dir=val_dir,
-                                      max_auroc_drop=max_auroc_drop, max_score_change=max_score_change, force=force)
-    try:
-        bundle = build_bundle(run_dir, out, fmt, precision, parity_images, tolerance, overwrite, reduced,
-                              map_stride=map_stride)
-    except (ExportError, BundleError, RunError, ValueError, FileNotFoundError) as exc:
-        click.echo(f"edge-export: error: {exc}", err=True)
-        sys.exit(2)
+    with exit_if_missing("edge-export", "edge-export"):
+        from export.build import (
+            ExportError,
+            ReducedPrecisionOptions,
+            build_bundle,
+            guard_summary,
+        )
+        from training.train import RunError
+
+        reduced = ReducedPrecisionOptions(calib_dir=calib_dir, calib_count=calib_count, val_dir=val_dir,
+                                          max_auroc_drop=max_auroc_drop, max_score_change=max_score_change,
+                                          force=force)
+        try:
+            bundle = build_bundle(run_dir, out, fmt, precision, parity_images, tolerance, overwrite, reduced,
+                                  map_stride=map_stride)
+        except (ExportError, BundleError, RunError, ValueError, FileNotFoundError) as exc:
+            click.echo(f"edge-export: error: {exc}", err=True)
+            sys.exit(2)
     record = load_bundle(bundle, require_thresholds=False).manifest.export
     assert record is not None and record.parity is not None  # build_bundle writes both
     parity = record.parity

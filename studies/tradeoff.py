@@ -24,11 +24,12 @@ import click
 
 from calibration.calibrate import calibrate
 from calibration.evaluate import evaluate
+from edge.extras import exit_if_missing
 from edge.model.preprocess import InputSpec
 from edge.tools.bench import bench_one, load_frames, resize_frames
-from export.build import build_bundle
-from training.coreset import subsample
-from training.train import embed_images, load_run, save_model, write_run_yaml
+
+# export.build and training.* import torch: they are imported where used, so --help needs no torch and an
+# edge-only install gets one line naming the 'train' extra.
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ DEFAULT_STRIDES = (1, 2, 4, 8)
 
 def coreset_runs(run_dir: Path, ratios: list[float], work: Path, progress: bool = False) -> dict[float, Path]:
     """One run directory per coreset ratio under ``work``, from a single pass of embeddings."""
+    from training.coreset import subsample
+    from training.train import embed_images, load_run, save_model, write_run_yaml
+
     model, run = load_run(run_dir)
     spec = InputSpec.from_dict(run["input_spec"])
     embeddings = embed_images(model, [Path(p) for p in run["train_images"]], spec, progress=progress)
@@ -59,6 +63,8 @@ def coreset_runs(run_dir: Path, ratios: list[float], work: Path, progress: bool 
 def accuracy_point(run: Path, bundle: Path, stride: int, data_dir: Path, threads: int | None,
                    backend: str | None) -> dict[str, Any]:
     """Export, calibrate and evaluate one (run, map stride) pair through ``edge``."""
+    from export.build import build_bundle
+
     build_bundle(run, bundle, overwrite=True, map_stride=stride)
     calibrate(bundle, threads=threads, backend=backend, allow_few=True)  # a sweep point, not a line calibration
     figures = evaluate(bundle, data_dir, threads, backend)
@@ -99,6 +105,8 @@ def sweep(run_dir: Path, data_dir: Path, ratios: list[float], strides: list[int]
     All bundles are built and evaluated first, then benchmarked together (:func:`latency_rounds`),
     so the exports and evaluations never share the CPU with a timing.
     """
+    from training.train import load_run
+
     _, run = load_run(run_dir)
     size = frame_size or int(run["input_spec"]["height"])
     frames = resize_frames(load_frames(Path(data_dir) / "test"), size)
@@ -165,6 +173,9 @@ def main(run_dir: Path, data_dir: Path, work: Path, ratios: str, strides: str, f
         ratio_list, stride_list = _floats(ratios), _ints(strides)
     except ValueError as exc:
         raise click.UsageError(f"--ratios and --map-strides take comma-separated numbers ({exc})") from exc
+    with exit_if_missing("edge-tradeoff", "edge-tradeoff"):  # before any output: one line when torch is missing
+        import export.build  # noqa: F401
+        import training.train  # noqa: F401
     work.mkdir(parents=True, exist_ok=True)
     click.echo(f"building and evaluating {len(ratio_list) * len(stride_list)} bundles, then benchmarking them",
                err=True)

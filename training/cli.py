@@ -3,7 +3,9 @@
 The command line is the way an engineer on site trains a model, so user mistakes (a wrong
 folder, missing weights on an offline PC, a corrupt image) are reported as one line on stderr
 with exit status 2 instead of a traceback. Everything else is a thin layer over
-:func:`training.train.fit`.
+:func:`training.train.fit`. torch is imported only when the command runs, so ``--help`` is
+instant, and on an edge-only install (no ``train`` extra) the command says which extra to
+install instead of a torch traceback.
 """
 
 from __future__ import annotations
@@ -15,16 +17,13 @@ from typing import Any
 
 import click
 
+from edge.extras import exit_if_missing
 from edge.model.imageio import ImageReadError
-from training.backbones import SUPPORTED_BACKBONES, BackboneWeightsError
-from training.data import DatasetError
-from training.patchcore import PatchCoreConfig
-from training.train import fit
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CORESET_RATIO = PatchCoreConfig().coreset_ratio  # chosen by AUROC vs bank size, see there
-USER_ERRORS = (DatasetError, BackboneWeightsError, ImageReadError, ValueError, OSError)
+# training.backbones.SUPPORTED_BACKBONES, named here so --help needs no torch (a test keeps the two equal).
+BACKBONE_NAMES = ("mobilenet_v2", "efficientnet_lite0", "resnet18", "wide_resnet50_2")
 
 
 class UserError(click.ClickException):
@@ -68,11 +67,11 @@ def parse_input_size(value: str) -> tuple[int, int]:
               help="Dataset folder in MVTec layout; its train/good/ images are the good parts.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Run directory to write model.pt and run.yaml into (created if missing).")
-@click.option("--backbone", default="mobilenet_v2", show_default=True, type=click.Choice(SUPPORTED_BACKBONES),
+@click.option("--backbone", default="mobilenet_v2", show_default=True, type=click.Choice(BACKBONE_NAMES),
               help="Pretrained feature extractor; weights must already be on this machine.")
-@click.option("--coreset-ratio", default=DEFAULT_CORESET_RATIO, show_default=True, type=float,
+@click.option("--coreset-ratio", type=float, show_default="the model's default, PatchCoreConfig.coreset_ratio",
               help="Fraction of training patches kept in the memory bank (edge latency grows with it).")
-@click.option("--map-stride", default=PatchCoreConfig().map_stride, show_default=True, type=click.IntRange(min=1),
+@click.option("--map-stride", type=click.IntRange(min=1), show_default="PatchCoreConfig.map_stride",
               help="Input pixels per anomaly-map pixel (divides the input size); edge-export can change it later.")
 @click.option("--input-size", default="256", show_default=True,
               help="Graph input size: N for NxN, or HEIGHTxWIDTH. Images are stretched to it.")
@@ -90,8 +89,8 @@ def main(
     data_dir: Path,
     out_dir: Path,
     backbone: str,
-    coreset_ratio: float,
-    map_stride: int,
+    coreset_ratio: float | None,
+    map_stride: int | None,
     input_size: str,
     val_fraction: float,
     seed: int,
@@ -112,13 +111,22 @@ def main(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        config = PatchCoreConfig(backbone=backbone, input_size=parse_input_size(input_size),
-                                 coreset_ratio=coreset_ratio, map_stride=map_stride)
-        out = fit(data_dir, out_dir, config, val_fraction=val_fraction, seed=seed, device=device,
-                  batch_size=batch_size, max_images=max_images, progress=not quiet)
-    except USER_ERRORS as exc:
-        raise UserError(str(exc)) from exc
+    with exit_if_missing("edge-train", "edge-train"):
+        from training.backbones import BackboneWeightsError
+        from training.data import DatasetError
+        from training.patchcore import PatchCoreConfig
+        from training.train import fit
+
+        defaults = PatchCoreConfig()
+        try:
+            config = PatchCoreConfig(
+                backbone=backbone, input_size=parse_input_size(input_size),
+                coreset_ratio=defaults.coreset_ratio if coreset_ratio is None else coreset_ratio,
+                map_stride=defaults.map_stride if map_stride is None else map_stride)
+            out = fit(data_dir, out_dir, config, val_fraction=val_fraction, seed=seed, device=device,
+                      batch_size=batch_size, max_images=max_images, progress=not quiet)
+        except (DatasetError, BackboneWeightsError, ImageReadError, ValueError, OSError) as exc:
+            raise UserError(str(exc)) from exc
     click.echo(str(out))
 
 

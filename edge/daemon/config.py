@@ -18,15 +18,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from edge.ops.archive import ArchiveConfig
 from edge.cameras import CAMERAS
 from edge.configfields import check_bind_endpoint, resolve_path
-from edge.control.server import ControlConfig
 from edge.control.curve import CurveServerConfig
-from edge.ops.metrics import MetricsConfig
-from edge.outputs import OutputsConfig
+from edge.control.server import ControlConfig
 from edge.daemon.pipeline import PipelineConfig
 from edge.model.engines import RuntimeOptions
+from edge.ops.archive import ArchiveConfig
+from edge.ops.metrics import MetricsConfig
+from edge.outputs import OutputsConfig
 
 CAMERA_CONFIGS = tuple(config_cls for config_cls, _ in CAMERAS.values())
 CameraConfig = Annotated[

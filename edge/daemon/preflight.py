@@ -51,8 +51,14 @@ def check_writable_dir(path: Path, what: str) -> None:
         raise StartupError(f"{what} {path}: cannot write there ({exc.strerror or exc})") from None
 
 
-def preflight(config: EdgeConfig) -> None:
-    """Everything start-up refuses before it opens a socket: camera set-up, writable folders, key files."""
+def preflight(config: EdgeConfig) -> Bundle:
+    """Everything start-up refuses before it opens a socket: the bundle's contract and files, camera set-up,
+    writable folders, key files. Returns the bundle, loaded (compiling it and its self-test come after the bind).
+    """
+    try:
+        bundle = load_bundle(config.bundle)
+    except BundleError as exc:
+        raise StartupError(f"bundle: {exc}") from None
     try:
         check_camera(config.camera)
     except (CameraError, MissingExtra) as exc:
@@ -69,6 +75,7 @@ def preflight(config: EdgeConfig) -> None:
                 load_server_keys(curve)
             except KeyFileError as exc:
                 raise StartupError(f"{section}: {exc}") from None
+    return bundle
 
 
 def take_state_lock(config: EdgeConfig) -> StateLock | None:
@@ -84,9 +91,9 @@ def take_state_lock(config: EdgeConfig) -> StateLock | None:
     return lock
 
 
-def load_inspector(config: EdgeConfig) -> tuple[Bundle, Inspector, dict[str, Any] | None]:
-    """Load, validate and self-test the bundle named by ``config``; BundleError if it must not run."""
-    bundle = load_bundle(config.bundle)
+def load_inspector(config: EdgeConfig, bundle: Bundle | None = None) -> tuple[Bundle, Inspector, dict[str, Any] | None]:
+    """Load (unless given), validate, compile and self-test the bundle named by ``config``; BundleError if it must not run."""
+    bundle = bundle if bundle is not None else load_bundle(config.bundle)
     backend = None if config.runtime.backend == "auto" else config.runtime.backend
     inspector = Inspector(bundle, backend=backend, options=config.runtime.options())
     selftest = run_selftest(bundle, inspector)
@@ -95,12 +102,12 @@ def load_inspector(config: EdgeConfig) -> tuple[Bundle, Inspector, dict[str, Any
 
 def validate(config: EdgeConfig) -> tuple[Bundle, Inspector]:
     """``--validate-config``: every check of start-up, the lock and the bundle's self-test included; StartupError."""
-    preflight(config)
+    bundle = preflight(config)
     lock = take_state_lock(config)
     if lock is not None:
         lock.release()
     try:
-        bundle, inspector, _ = load_inspector(config)
+        bundle, inspector, _ = load_inspector(config, bundle)
     except BundleError as exc:
         raise StartupError(f"bundle: {exc}") from None
     return bundle, inspector

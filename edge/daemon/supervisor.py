@@ -113,7 +113,7 @@ class InspectionDaemon:
         acquisition thread retries it with the reconnect backoff and the line sees ``status`` down.
         """
         config = self.config
-        preflight(config)
+        bundle = preflight(config)
         self.state_lock = take_state_lock(config)
         budget = stop_budget_s(config)
         if budget > UNIT_TIMEOUT_STOP_S:
@@ -125,7 +125,7 @@ class InspectionDaemon:
         except PublishError as exc:
             raise StartupError(f"publish: {exc}") from None
         try:
-            self.bundle, inspector, _ = load_inspector(config)
+            self.bundle, inspector, _ = load_inspector(config, bundle)
         except BundleError as exc:
             raise StartupError(f"bundle: {exc}") from None
         log.info("bundle %s loaded from %s (%s)", self.bundle.bundle_id, self.bundle.root, inspector.backend.settings())

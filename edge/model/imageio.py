@@ -21,7 +21,7 @@ from pathlib import Path
 # formats whose header image_size() does not read; read by OpenCV at its first decode.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
 
-import cv2  # noqa: E402 - after the environment setting above
+import cv2  # after the environment setting above
 import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -48,7 +48,7 @@ def too_large(width: int, height: int, max_pixels: int | None) -> str | None:
 
 def image_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
     """``(width, height)`` from a PNG, JPEG or BMP header, without decoding; None for other or broken data."""
-    head = bytes(data[:65536]) if isinstance(data, np.ndarray) else bytes(data[:65536])
+    head = bytes(data[:65536])
     if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24 and head[12:16] == b"IHDR":
         width, height = struct.unpack(">II", head[16:24])
         return width, height

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from edge.model.bundle import Bundle, BundleError
-from edge.model.preprocess import preprocess
 from edge.model.engines import RuntimeOptions, create_backend
+from edge.model.preprocess import preprocess
 
 log = logging.getLogger(__name__)
 

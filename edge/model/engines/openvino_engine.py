@@ -1,5 +1,8 @@
 """OpenVINO: runs ONNX graphs and OpenVINO IR; owns the compiled-model cache location.
 
+It is the ``openvino`` extra (180 MB, a third of a plain install): a bundle in OpenVINO IR, or
+``runtime.backend: openvino``, on a machine without it is refused with one line naming the extra.
+
 The OpenVINO model cache never defaults to the working directory: under systemd that can be ``/``.
 It goes to ``$STATE_DIRECTORY`` (set by systemd's ``StateDirectory=``) when present, else into a
 ``.cache`` folder inside the bundle when that is writable, else caching is off.
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.configfields import systemd_state_directory
+from edge.extras import MissingExtra, require
 from edge.model.bundle import Bundle, BundleError
 from edge.model.engines.base import RuntimeOptions, check_map_shape
 from edge.model.formats import GraphFormat
@@ -35,7 +39,10 @@ class OpenVinoBackend:
     formats = (GraphFormat.ONNX, GraphFormat.OPENVINO)
 
     def __init__(self, bundle: Bundle, options: RuntimeOptions) -> None:
-        import openvino as ov  # imported here: the daemon loads only the engine it runs
+        try:  # imported here: the daemon loads only the engine it runs, and this one is an extra
+            ov = require("openvino", "openvino", f"the openvino engine ({bundle.graph_path.name})")
+        except MissingExtra as exc:
+            raise BundleError(str(exc)) from None
 
         core = ov.Core()
         config: dict[str, object] = {

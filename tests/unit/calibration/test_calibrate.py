@@ -4,7 +4,6 @@ import shutil
 from pathlib import Path
 
 import cv2
-
 import numpy as np
 import pytest
 import yaml
@@ -105,7 +104,7 @@ def test_too_few_images_for_the_target_are_refused_unless_allowed_and_then_recor
 
 def test_an_image_of_a_wildly_different_size_is_listed_and_left_out(bundle_copy, tmp_path):
     good = good_folder(bundle_copy, tmp_path, 12)
-    first = sorted(good.iterdir())[0]
+    first = min(good.iterdir())
     cv2.imwrite(str(good / "thumbnail.png"), cv2.resize(read_image(first), (4, 4)))
     thresholds = calibrate(bundle_copy, good_dir=good, target_frr=0.1)
     assert thresholds["calibration"]["n_good"] == 12
@@ -115,7 +114,7 @@ def test_an_image_of_a_wildly_different_size_is_listed_and_left_out(bundle_copy,
 
 def test_a_codec_message_goes_into_the_reason_not_through_the_progress_bar(bundle_copy, tmp_path, capfd):
     good = good_folder(bundle_copy, tmp_path, 12)
-    data = (sorted(good.iterdir())[0]).read_bytes()
+    data = min(good.iterdir()).read_bytes()
     (good / "truncated.png").write_bytes(data[: len(data) // 2])
     thresholds = calibrate(bundle_copy, good_dir=good, target_frr=0.1)
     reason = thresholds["left_out"][str(good / "truncated.png")]

@@ -60,9 +60,9 @@ def test_graph_that_disagrees_with_torch_is_refused_and_nothing_is_left(tiny_run
 @pytest.mark.parametrize("stride", [1, 8])
 def test_map_stride_override_exports_the_map_it_declares_and_still_matches_torch(tiny_run, tmp_path, bottle, stride):
     from calibration.calibrate import calibrate
+    from edge.model.engines import RuntimeOptions
     from edge.model.imageio import read_image
     from edge.model.inspector import Inspector
-    from edge.model.engines import RuntimeOptions
 
     out = build_bundle(tiny_run, tmp_path / f"s{stride}", map_stride=stride)
     bundle = load_bundle(out, require_thresholds=False)

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from edge.cli import main
 from edge.control import COMMANDS
-from edge.control.server import ControlConfig, ControlServer
 from edge.control.keys import load_public_key, load_secret_keypair
+from edge.control.server import ControlConfig, ControlServer
 from tests.unit.edge.control.curve_keys import CurveKeys, make_keys
 
 TIMEOUT = "1"
