@@ -60,3 +60,13 @@ def test_an_unreadable_state_file_is_an_error_naming_it(tmp_path):
     (tmp_path / STATE_FILE).write_text("{not json")
     with pytest.raises(SequenceError, match=STATE_FILE):
         SequenceCounter(tmp_path).open()
+
+
+def test_without_a_state_dir_the_start_says_once_that_seq_will_not_survive_a_restart(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="edge.daemon.sequence"):
+        SequenceCounter(None).open()
+    assert [r.getMessage() for r in caplog.records] == [
+        "no state_dir: verdict seq starts at 1 and will not survive a restart (set state_dir, or run under "
+        "systemd with StateDirectory=)"]

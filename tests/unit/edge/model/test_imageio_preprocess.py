@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.model.imageio import ImageReadError, list_images, read_image
+from edge.model.imageio import ImageReadError, ImageTooLarge, image_size, list_images, read_image
 from edge.model.preprocess import InputSpec, preprocess
 
 
@@ -69,3 +69,23 @@ def test_input_spec_roundtrips_and_rejects_unknown_keys():
     assert InputSpec.from_dict(spec.to_dict()) == spec
     with pytest.raises(ValueError, match="unknown keys"):
         InputSpec.from_dict({**spec.to_dict(), "gamma": 2.2})
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp"])
+def test_image_size_reads_the_header_of_each_format_without_decoding(suffix):
+    image = np.zeros((37, 53, 3), np.uint8)
+    ok, data = cv2.imencode(suffix, image)
+    assert ok and image_size(data.tobytes()) == (53, 37)
+    assert image_size(data.tobytes()[:10]) is None  # a header cut short
+
+
+def test_a_file_above_max_pixels_is_refused_from_its_header_before_decoding(tmp_path):
+    header_only = bytearray(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes()[:33])
+    header_only[16:24] = (8000).to_bytes(4, "big") + (8000).to_bytes(4, "big")  # IHDR says 8000x8000, no data
+    (tmp_path / "huge.png").write_bytes(bytes(header_only))
+    with pytest.raises(ImageTooLarge, match=r"frame too large: 8000x8000 = 64.0 Mpx, above camera.max_pixels 50 Mpx"):
+        read_image(tmp_path / "huge.png", max_pixels=50_000_000)
+    cv2.imwrite(str(tmp_path / "small.png"), np.zeros((10, 10), np.uint8))
+    assert read_image(tmp_path / "small.png", max_pixels=100).shape == (10, 10)
+    with pytest.raises(ImageTooLarge):
+        read_image(tmp_path / "small.png", max_pixels=99)

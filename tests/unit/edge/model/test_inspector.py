@@ -51,3 +51,24 @@ def test_grayscale_frames_are_replicated_to_three_channels(tiny_bundle, bottle):
     assert np.isfinite(from_gray.score) and from_gray.score > 0
     assert from_gray.score == pytest.approx(from_bgr.score, rel=1e-6, abs=1e-6)
     np.testing.assert_allclose(from_gray.anomaly_map, from_bgr.anomaly_map, rtol=1e-6, atol=1e-6)
+
+
+def test_a_grayscale_frame_on_a_colour_trained_bundle_is_warned_about_once(caplog):
+    import logging
+    from pathlib import Path
+
+    from edge.model.selftest import run_selftest
+
+    demo = Path(__file__).resolve().parents[4] / "edge" / "demo" / "bundle"
+    bundle = load_bundle(demo)
+    inspector = Inspector(bundle)
+    run_selftest(bundle, inspector)  # learns the probe's channels: colour
+    assert inspector.trained_channels == 3
+    colour = read_image(demo / "selftest.png")
+    gray = colour[:, :, 1].copy()
+    with caplog.at_level(logging.WARNING, logger="edge.model.inspector"):
+        inspector.inspect(colour)
+        inspector.inspect(gray)
+        inspector.inspect(gray)
+    (record,) = caplog.records
+    assert "made from colour images but this frame is grayscale (256x256)" in record.getMessage()
