@@ -6,22 +6,19 @@ daemon all see exactly the same array for the same file. Images come back as Ope
 to 8 bit. A file that cannot be decoded raises :class:`ImageReadError` instead of returning None.
 
 A file can also be too large to decode at all: an 8000x8000 PNG costs seconds and hundreds of MB
-before anyone can say it is not a camera frame. So :func:`image_size` reads the dimensions from
-the PNG, JPEG or BMP header without decoding, and :func:`read_image` refuses a file above
-``max_pixels`` from that alone (and, for other formats, right after decoding).
+before anyone can say it is not a camera frame, and a header with flipped bits can claim 2**31
+columns. So :func:`image_size` reads the dimensions from the PNG, JPEG or BMP header without
+decoding, :func:`read_image` refuses a file above ``max_pixels`` from that alone, and content
+in any other format (a TIFF renamed .png) is refused rather than handed to a decoder whose
+header nobody checked: the files the runtime reads are the formats of ``IMAGE_SUFFIXES``.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 
-# OpenCV's own cap on the pixels it will allocate for one decoded image (its default is 2**30), for
-# formats whose header image_size() does not read; read by OpenCV at its first decode.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
-
-import cv2  # after the environment setting above
+import cv2
 import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -48,7 +45,7 @@ def too_large(width: int, height: int, max_pixels: int | None) -> str | None:
 
 def image_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
     """``(width, height)`` from a PNG, JPEG or BMP header, without decoding; None for other or broken data."""
-    head = bytes(data[:65536])
+    head = bytes(data[:65536]) if bytes(data[:2]) != b"\xff\xd8" else bytes(data)  # JPEG: EXIF may be long
     if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24 and head[12:16] == b"IHDR":
         width, height = struct.unpack(">II", head[16:24])
         return width, height
@@ -88,9 +85,14 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     if data.size == 0:
         raise ImageReadError(f"{path}: file is empty")
     size = image_size(data)
-    if size is not None and (why := too_large(*size, max_pixels)) is not None:
+    if size is None:
+        raise ImageReadError(f"{path}: not a PNG, JPEG or BMP image (or its header is broken)")
+    if (why := too_large(*size, max_pixels)) is not None:
         raise ImageTooLarge(f"{path}: {why}")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # a decoder's own check failed (a Sun raster header claiming 2**31 columns)
+        raise ImageReadError(f"{path}: not a decodable image ({_first_line(exc)})") from None
     if image is None:
         raise ImageReadError(f"{path}: not a decodable image (corrupt or unsupported format)")
     if (why := too_large(image.shape[1], image.shape[0], max_pixels)) is not None:
@@ -111,6 +113,11 @@ def to_uint8_gray_or_bgr(image: np.ndarray) -> np.ndarray:
     elif image.ndim != 2 and not (image.ndim == 3 and image.shape[2] == 3):
         raise ImageReadError(f"unsupported image shape {image.shape}")
     return np.ascontiguousarray(image)
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def list_images(root: str | Path, recursive: bool = True) -> list[Path]:

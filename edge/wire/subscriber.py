@@ -159,7 +159,8 @@ class Session:
         if self.station is not None and message.get("station") != self.station:
             return
         if message["event"] == "stopped":
-            detail = message.get("detail") if isinstance(message.get("detail"), dict) else {}
+            found = message.get("detail")
+            detail: dict[str, Any] = found if isinstance(found, dict) else {}
             print(f"stopped: {message.get('station')} last_seq={detail.get('last_seq')} "
                   f"failure={detail.get('failure')}", file=self.err)
             self.stopped = True

@@ -33,7 +33,7 @@ def pipeline(tmp_path_factory, bottle):
     cli("edge-train", "--data", bottle, "--out", work / "run", "--max-images", 16, "--coreset-ratio", 0.05,
         "--device", "cpu", "--seed", 0)
     cli("edge-export", work / "run", "--out", work / "bundle")
-    cli("edge-calibrate", work / "bundle")
+    cli("edge-calibrate", work / "bundle", "--target-frr", 0.05)  # 21 held-out images: 1/0.05 = 20 needed
     report = cli("edge-eval", work / "bundle", "--data", bottle, "--json", work / "eval.json")
     return work, json.loads((work / "eval.json").read_text()), report.stdout
 

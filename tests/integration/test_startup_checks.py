@@ -40,8 +40,8 @@ CASES = {
     "producer file missing": (lambda c, t: c.update(camera={"type": "gentl", "producers": [str(t / "vendor.cti")]}),
                               "gentl camera: producer {tmp}/vendor.cti does not exist"),
     "no producer on the path": (lambda c, t: c.update(camera={"type": "gentl"}),
-                                "gentl camera: no GenTL producer (.cti) found; set camera.producers or "
-                                "GENICAM_GENTL64_PATH (looked in: {tmp})"),
+                                ("gentl camera: no GenTL producer (.cti) found; set camera.producers or "
+                                 "GENICAM_GENTL64_PATH (looked in: {tmp})")),
     "port above 65535": (lambda c, t: c["publish"].update(endpoint="tcp://127.0.0.1:99999"),
                          "publish.endpoint: tcp://127.0.0.1:99999: port '99999' is not a number from 1 to 65535"),
     "negative port": (lambda c, t: c["publish"].update(endpoint="tcp://127.0.0.1:-5"),

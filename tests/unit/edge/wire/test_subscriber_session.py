@@ -10,7 +10,7 @@ import numpy as np
 
 from edge.cameras import Frame
 from edge.wire.messages import build_event, encode_message
-from edge.wire.subscriber import Session, SequenceTracker
+from edge.wire.subscriber import SequenceTracker, Session
 from edge.wire.verdict import build_verdict, encode_verdict
 
 
@@ -33,8 +33,8 @@ def test_a_first_verdict_that_is_not_the_runs_first_says_it_joined_and_how_many_
     s.handle(verdict(1041, verdicts=41))
     s.handle(verdict(1042, verdicts=42))
     assert err.getvalue().splitlines() == [
-        "joined mid-stream: line3 at seq 1041; missed the 40 verdict(s) this run published before this subscriber "
-        "was connected"]
+        ("joined mid-stream: line3 at seq 1041; missed the 40 verdict(s) this run published before this subscriber "
+         "was connected")]
     assert s.tracker.missed_before_join == 40 and s.tracker.gaps == 0
     assert "missed_before_join=40" in s.tracker.summary()
 
@@ -61,7 +61,7 @@ def test_the_stopped_event_ends_an_until_stopped_session_and_other_events_do_not
 
 
 def test_save_writes_each_verdicts_json_and_its_map(tmp_path):
-    ok, png = cv2.imencode(".png", np.zeros((8, 8), np.uint8))
+    _, png = cv2.imencode(".png", np.zeros((8, 8), np.uint8))
     s, _ = session(save_dir=tmp_path / "saved")
     s.handle(verdict(1, 1, restart=True, map_png=png.tobytes()))
     s.handle(verdict(2, 2))
