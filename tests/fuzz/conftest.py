@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 SCALE = float(os.environ.get("EDGE_FUZZ_SCALE", "1"))
-_NUMBER = re.compile(r"(?<![A-Za-z_])-?\d+(\.\d+)?(e[-+]?\d+)?")
+_NUMBER = re.compile(r"(0x|#x)[0-9a-fA-F]+|-?\d+(\.\d+)?(e[-+]?\d+)?")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _GOT = re.compile(r"\(got .*?\)$")
 _PATH = re.compile(r"(/[\w.@+-]+)+")
