@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 OverloadPolicy = Literal["drop_oldest", "drop_newest", "block"]
 PUBLISH_QUEUE = 8
 POLL_S = 0.2
+# A frame inside inference, or a grab or camera open, for longer than this means the pipeline is
+# wedged: heartbeats then no longer count as signs of life for the systemd watchdog.
+WEDGED_AFTER_S = 10.0
 # At a stop, publishing gets at least this long to send what inference finished, even past the drain deadline.
 PUBLISH_JOIN_MIN_S = 0.5
 
@@ -166,6 +169,11 @@ class Worker:
             self.stop.set()
         finally:
             self.finished.set()
+
+
+def pipeline_healthy(inference_busy_since: float | None, acquisition_busy_since: float | None, now: float) -> bool:
+    """Whether neither thread has been inside one call (an inference, a grab, a camera open) past WEDGED_AFTER_S."""
+    return all(since is None or now - since < WEDGED_AFTER_S for since in (inference_busy_since, acquisition_busy_since))
 
 
 class FrameQueue:

@@ -28,13 +28,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from edge.cameras import Camera, CameraError, create_camera
-from edge.control import COMMANDS
 from edge.control.keys import KeyFileError
 from edge.daemon.acquisition import Acquisition
 from edge.daemon.announce import Announcer, log_verdict
 from edge.daemon.config import ConfigError, EdgeConfig
 from edge.daemon.deadlines import UNIT_TIMEOUT_STOP_S, stop_budget_s
-from edge.daemon.pipeline import PUBLISH_JOIN_MIN_S, PUBLISH_QUEUE, Accounting, FrameQueue, Job, Message, drain
+from edge.daemon.pipeline import (PUBLISH_JOIN_MIN_S, PUBLISH_QUEUE, Accounting, FrameQueue, Job, Message, drain,
+                                  pipeline_healthy)
 from edge.daemon.preflight import StartupError, load_inspector, preflight, state_dir_for, take_state_lock
 from edge.daemon.sequence import SequenceCounter, SequenceError
 from edge.daemon.services import ServiceError, Services
@@ -52,25 +52,13 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_STARTUP = 2
 STATUS_EVERY_S = 5.0
-# A frame inside inference, or a grab or camera open, for longer than this means the pipeline is
-# wedged: heartbeats then no longer count as signs of life for the systemd watchdog.
-WEDGED_AFTER_S = 10.0
 # Sections a reload cannot apply to a running daemon (they own sockets, threads or the camera).
 RESTART_ONLY = ("station", "camera", "publish", "pipeline", "state_dir", "watchdog", "control", "metrics", "archive",
                 "outputs")
 
 
-__all__ = ["InspectionDaemon", "ReloadRefused", "StartupError", "load_inspector", "pipeline_healthy",
-           "state_dir_for"]
-
-
 class ReloadRefused(Exception):
     """A reload was refused; the running bundle goes on. The message says why."""
-
-
-def pipeline_healthy(inference_busy_since: float | None, acquisition_busy_since: float | None, now: float) -> bool:
-    """Whether neither thread has been inside one call (an inference, a grab, a camera open) past WEDGED_AFTER_S."""
-    return all(since is None or now - since < WEDGED_AFTER_S for since in (inference_busy_since, acquisition_busy_since))
 
 
 class InspectionDaemon:
@@ -354,15 +342,13 @@ class InspectionDaemon:
 
     def handlers(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         """Control commands, by name, for :class:`edge.control.server.ControlServer`."""
-        handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        return {  # the names of edge.control.COMMANDS, which ctl offers (a test keeps them equal)
             "status": lambda _args: self.status(),
             "trigger": self.trigger,
             "reload": lambda _args: self.reload("control"),
             "pause": lambda _args: self.pause(),
             "resume": lambda _args: self.resume(),
         }
-        assert tuple(handlers) == COMMANDS, "edge.control.COMMANDS lists what ctl offers"
-        return handlers
 
     # ----------------------------------------------------------------- callbacks from the threads
 

@@ -7,8 +7,7 @@ import threading
 from edge.cameras.sim import SimCamera, SimCameraConfig
 from edge.daemon.acquisition import Acquisition
 from edge.daemon.config import WatchdogConfig
-from edge.daemon.pipeline import Accounting, FrameQueue
-from edge.daemon.supervisor import WEDGED_AFTER_S, pipeline_healthy
+from edge.daemon.pipeline import WEDGED_AFTER_S, Accounting, FrameQueue, pipeline_healthy
 from edge.tools.harness import DEMO_IMAGES
 
 
