@@ -6,6 +6,7 @@ the training/export/calibration packages (a test checks this in a fresh interpre
 Sub-packages, lowest first; each may import only those listed before it:
 
 - :mod:`edge.configfields`: rules every config section shares (relative paths, endpoints);
+- :mod:`edge.extras`: which module belongs to which optional extra, and the one-line error naming it;
 - :mod:`edge.ops`: files written atomically, logging, latency windows, metrics, sd_notify, NG archive;
 - :mod:`edge.model`: the bundle contract, preprocessing, inference engines, the ``Inspector``, self-test;
 - :mod:`edge.cameras`: camera sources and pixel formats;
