@@ -175,7 +175,10 @@ class InspectionDaemon:
 
     def _wait_for_subscriber(self) -> None:
         wait_s = self.config.publish.wait_subscriber_s
-        if wait_s <= 0 or self.publisher is None:
+        if self.publisher is None:
+            return
+        if wait_s <= 0:
+            self.publisher.settle(stop=self.stop)  # subscribers already retrying their connect get in first
             return
         log.info("waiting up to %.1f s for a subscriber", wait_s)
         if not self.publisher.wait_for_subscriber(wait_s, self.stop):

@@ -21,6 +21,10 @@ from edge.control.curve import BindError, CurveServerConfig, bind_server, reload
 log = logging.getLogger(__name__)
 
 POLL_SLICE_S = 0.2
+# ZeroMQ subscribers retry a refused connect every 100 ms (ZMQ_RECONNECT_IVL's default): one that was
+# waiting before the daemon bound needs up to that long, plus its handshake, to be connected. The
+# daemon gives them this long after the bind before its first verdict (see Publisher.settle).
+SUBSCRIBER_SETTLE_S = 0.5
 
 
 class PublishError(Exception):
@@ -51,6 +55,7 @@ class Publisher:
             self._release(0)
             raise PublishError(str(exc)) from None
         self.bound_endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.bound_at = time.monotonic()
         self._closed = False
         log.info("publishing verdicts on %s", self.bound_endpoint)
 
@@ -74,6 +79,17 @@ class Publisher:
             if remaining <= 0 or (stop is not None and stop.is_set()):
                 return False
             self._socket.poll(int(min(remaining, POLL_SLICE_S) * 1000), zmq.POLLIN)
+
+    def settle(self, seconds: float = SUBSCRIBER_SETTLE_S, stop: threading.Event | None = None) -> None:
+        """Until ``seconds`` after the bind, take in subscriptions: subscribers already retrying get connected.
+
+        Costs nothing when the bundle took longer than that to load (the usual case); without it a
+        subscriber started before the daemon could miss seq 1 of a small, fast-loading bundle.
+        """
+        deadline = self.bound_at + seconds
+        while (remaining := deadline - time.monotonic()) > 0 and not (stop is not None and stop.is_set()):
+            self._socket.poll(int(min(remaining, POLL_SLICE_S) * 1000), zmq.POLLIN)
+            self._drain()
 
     def send(self, parts: list[bytes]) -> None:
         """Queue one multipart message for every current subscriber; never blocks."""

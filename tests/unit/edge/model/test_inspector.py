@@ -70,5 +70,5 @@ def test_a_grayscale_frame_on_a_colour_trained_bundle_is_warned_about_once(caplo
         inspector.inspect(colour)
         inspector.inspect(gray)
         inspector.inspect(gray)
-    (record,) = caplog.records
+    (record,) = [r for r in caplog.records if r.name == "edge.model.inspector"]
     assert "made from colour images but this frame is grayscale (256x256)" in record.getMessage()

@@ -54,6 +54,6 @@ def test_overlapping_blocks_are_refused_with_the_config_line(tmp_path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("bundle: b\ncamera: {type: sim, source: s}\noutputs:\n  plc:\n    modbus:\n"
                       "      plc_base: 100\n")
-    with pytest.raises(ConfigError, match=r"c.yaml:5: outputs.plc.modbus: Value error, the PLC block \(100..104\) "
+    with pytest.raises(ConfigError, match=r"c.yaml:5: outputs.plc.modbus: the PLC block \(100..104\) "
                                           r"and the station block \(100..125\) overlap"):
         load_config(config)
