@@ -8,7 +8,9 @@ test fails on the first), and the distinct refusal messages (numbers and paths n
 (``pytest tests/fuzz``) and written as JSON to ``$EDGE_FUZZ_REPORT`` when it is set.
 
 Cases per target are bounded so the fuzz tests stay around two minutes on two cores;
-``EDGE_FUZZ_SCALE`` multiplies them (e.g. 10 for a long run before a release).
+``EDGE_FUZZ_SCALE`` multiplies them (e.g. 10 for a long run before a release). The cases are
+derived from a fixed seed, so a run (and CI) tries the same ones every time; ``EDGE_FUZZ_RANDOM=1``
+draws new ones, to explore.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("fixed", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("explore" if os.environ.get("EDGE_FUZZ_RANDOM") else "fixed")
 
 SCALE = float(os.environ.get("EDGE_FUZZ_SCALE", "1"))
 _NUMBER = re.compile(r"(0x|#x)[0-9a-fA-F]+|-?\d+(\.\d+)?(e[-+]?\d+)?")
