@@ -68,5 +68,5 @@ def test_without_a_state_dir_the_start_says_once_that_seq_will_not_survive_a_res
     with caplog.at_level(logging.WARNING, logger="edge.daemon.sequence"):
         SequenceCounter(None).open()
     assert [r.getMessage() for r in caplog.records] == [
-        "no state_dir: verdict seq starts at 1 and will not survive a restart (set state_dir, or run under "
-        "systemd with StateDirectory=)"]
+        ("no state_dir: verdict seq starts at 1 and will not survive a restart (set state_dir, or run under "
+         "systemd with StateDirectory=)")]
