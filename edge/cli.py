@@ -199,8 +199,8 @@ def _enabled_outputs(config: Any) -> list[str]:
 @click.option("--until-stopped", is_flag=True,
               help="Exit 0 when the daemon publishes its stopped event (the last message of a run).")
 @click.option("--save", "save_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-              help="Write each verdict's JSON to DIR/STATION-SEQ.json, and the images sent with it (the anomaly "
-              "map with --send-map) beside it as PNG.")
+              help="Write each verdict's JSON to DIR/STATION-SEQ.json, and the images sent with it beside it: "
+              "the anomaly map (--send-map) as -map.png, the frame (publish.send_image) as -image.jpg.")
 def subscribe(endpoint: str, count: int | None, timeout: float | None, as_json: bool, station: str | None,
               server_key: Path | None, client_key: Path | None, until_stopped: bool, save_dir: Path | None) -> None:
     """Connect to ENDPOINT (e.g. tcp://10.0.0.5:5556) and print verdicts as they arrive.

@@ -166,7 +166,7 @@ class Session:
             self.stopped = True
 
     def _save(self, verdict: ReceivedVerdict) -> None:
-        """``STATION-SEQ.json`` and, for each image frame the daemon sent, ``STATION-SEQ-NAME.png``."""
+        """``STATION-SEQ.json`` and each image the daemon sent with it: ``-map.png``, ``-image.jpg``."""
         assert self.save_dir is not None
         m = verdict.message
         stem = f"{m['station']}-{int(m['seq']):010d}"
@@ -176,8 +176,9 @@ class Session:
             for item in dataclasses.fields(verdict):
                 value = getattr(verdict, item.name)
                 if isinstance(value, bytes | bytearray | memoryview) and value:
-                    name = item.name.removesuffix("_png")
-                    (self.save_dir / f"{stem}-{name}.png").write_bytes(bytes(value))
+                    name, _, kind = item.name.rpartition("_")  # map_png -> map.png, image_jpeg -> image.jpg
+                    suffix = {"png": ".png", "jpeg": ".jpg"}.get(kind, f".{kind}")
+                    (self.save_dir / f"{stem}-{name or kind}{suffix}").write_bytes(bytes(value))
         except OSError as exc:
             print(f"cannot save verdict {m['seq']} in {self.save_dir}: {exc.strerror or exc}", file=self.err)
 

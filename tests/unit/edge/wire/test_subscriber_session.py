@@ -60,13 +60,19 @@ def test_the_stopped_event_ends_an_until_stopped_session_and_other_events_do_not
     assert s.stopped and "stopped: line3 last_seq=7" in err.getvalue()
 
 
-def test_save_writes_each_verdicts_json_and_its_map(tmp_path):
+def test_save_writes_each_verdicts_json_and_the_images_sent_with_it(tmp_path):
     _, png = cv2.imencode(".png", np.zeros((8, 8), np.uint8))
     s, _ = session(save_dir=tmp_path / "saved")
     s.handle(verdict(1, 1, restart=True, map_png=png.tobytes()))
     s.handle(verdict(2, 2))
+    _, jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
+    with_image = verdict(3, 3)
+    message = json.loads(with_image[1])
+    message["has_image"] = True
+    s.handle([with_image[0], json.dumps(message).encode(), jpeg.tobytes()])
     names = sorted(p.name for p in (tmp_path / "saved").iterdir())
-    assert names == ["line3-0000000001-map.png", "line3-0000000001.json", "line3-0000000002.json"]
+    assert names == ["line3-0000000001-map.png", "line3-0000000001.json", "line3-0000000002.json",
+                     "line3-0000000003-image.jpg", "line3-0000000003.json"]
     assert json.loads((tmp_path / "saved" / "line3-0000000002.json").read_text())["seq"] == 2
     assert cv2.imread(str(tmp_path / "saved" / "line3-0000000001-map.png")).shape[:2] == (8, 8)
 
