@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from edge.cameras.base import Camera, CameraDisconnected, CameraError, Frame, GrabTimeout
+from edge.cameras.base import Camera, CameraDisconnected, CameraError, CameraNotFound, Frame, GrabTimeout
 from edge.cameras.gentl import GenTLCamera, GenTLCameraConfig
 from edge.cameras.sim import SimCamera, SimCameraConfig
 
@@ -37,4 +37,5 @@ def create_camera(config: BaseModel) -> Camera:
     return camera
 
 
-__all__ = ["CAMERAS", "Camera", "CameraDisconnected", "CameraError", "Frame", "GrabTimeout", "check_camera", "create_camera"]
+__all__ = ["CAMERAS", "Camera", "CameraDisconnected", "CameraError", "CameraNotFound", "Frame", "GrabTimeout",
+           "check_camera", "create_camera"]

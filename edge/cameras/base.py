@@ -39,6 +39,11 @@ class CameraDisconnected(CameraError):
     """The device went away mid-stream (cable, power, producer error); ``close`` then ``open`` may bring it back."""
 
 
+class CameraNotFound(CameraError):
+    """The device is not (yet) there: none matches, or it cannot be opened now. At start it is retried, as a
+    camera late at boot (a PoE camera still starting) needs; a bad setting is a plain CameraError instead."""
+
+
 @dataclass
 class Frame:
     """One captured (or attempted) image.

@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from edge.cameras.base import DEFAULT_MAX_PIXELS, CameraDisconnected, CameraError, Frame, GrabTimeout, new_stats
+from edge.cameras.base import (DEFAULT_MAX_PIXELS, CameraDisconnected, CameraError, CameraNotFound, Frame,
+                               GrabTimeout, new_stats)
 from edge.cameras.gentl_setup import (
     FeatureValue,
     apply_features,
@@ -179,7 +180,7 @@ class GenTLCamera:
             self._acquirer = harvester.create(position)
         except GenTLError as exc:
             self._release()
-            raise CameraError(f"gentl camera: cannot open device: {genicam_message(exc)}") from None
+            raise CameraNotFound(f"gentl camera: cannot open device: {genicam_message(exc)}") from None
         except CameraError:
             self._release()
             raise

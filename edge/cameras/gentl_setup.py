@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge.cameras.base import CameraError
+from edge.cameras.base import CameraError, CameraNotFound
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,11 @@ def select_device(infos: Sequence[Mapping[str, Any]], wanted: Mapping[str, str |
     what = ", ".join(f"{k}={v!r}" for k, v in criteria.items()) or "any device"
     found = f"devices found: {describe_devices(infos)}"
     if not matches:
-        raise CameraError(f"gentl camera: no device matches {what} ({found})")
+        raise CameraNotFound(f"gentl camera: no device matches {what} ({found})")
     if index is not None:
         if index >= len(matches):
-            raise CameraError(f"gentl camera: index {index} but only {len(matches)} device(s) match {what} ({found})")
+            raise CameraNotFound(f"gentl camera: index {index} but only {len(matches)} device(s) match {what} "
+                                 f"({found})")
         return matches[index]
     if len(matches) > 1:
         raise CameraError(

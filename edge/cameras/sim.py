@@ -24,7 +24,8 @@ from typing import Literal
 import cv2
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from edge.cameras.base import DEFAULT_MAX_PIXELS, CameraDisconnected, CameraError, Frame, GrabTimeout, new_stats
+from edge.cameras.base import (DEFAULT_MAX_PIXELS, CameraDisconnected, CameraError, CameraNotFound, Frame,
+                               GrabTimeout, new_stats)
 from edge.cameras.pacing import Pacer
 from edge.cameras.pixels import PIXEL_FORMATS, PixelFormatError, decode, encode
 from edge.configfields import resolve_path
@@ -161,7 +162,7 @@ class SimCamera:
         comes back on the same line; it fails while the device is still down.
         """
         if time.monotonic() < self._present_from:
-            raise CameraError("sim camera: device not found (simulated: absent at start)")
+            raise CameraNotFound("sim camera: device not found (simulated: absent at start)")
         if self._lost:
             if self._down_until is None or time.monotonic() < self._down_until:
                 raise CameraError("sim camera: device not found (simulated loss)")

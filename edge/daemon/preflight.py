@@ -6,7 +6,8 @@ the functions here and print the same one line (exit 2): the camera can be set u
 exists, its extra is installed, its producer files are there), the folders the daemon writes are
 writable (state, archive), the key files load, the state directory is not locked by another
 daemon, and the bundle loads and passes its self-test on the configured engine. A camera device
-that is merely absent is not refused: at start it is retried with the reconnect backoff.
+that is merely absent (``CameraNotFound``) is not refused: at start it is retried with the
+reconnect backoff; a setting the device refuses (a feature value) stops the start with exit 2.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from edge.cameras import Camera, CameraError, create_camera
+from edge.cameras import Camera, CameraError, CameraNotFound, create_camera
 from edge.control.keys import KeyFileError
 from edge.daemon.acquisition import Acquisition
 from edge.daemon.announce import Announcer, log_verdict
@@ -126,9 +126,11 @@ class InspectionDaemon:
         camera_down: str | None = None
         try:
             camera.open()
-        except CameraError as exc:
+        except CameraNotFound as exc:  # late at boot: retried; a bad setting (CameraError) stops the start
             camera_down = str(exc)
             log.warning("camera not available at start (%s): retrying with the reconnect backoff", camera_down)
+        except CameraError as exc:
+            raise StartupError(str(exc)) from None
         self.acquisition = Acquisition(
             camera, self.frames, self.accounting, config.watchdog, self.stop, self._on_camera_status,
             on_demand=config.pipeline.acquisition == "on_demand",

@@ -144,3 +144,13 @@ def test_each_verdict_counts_the_runs_verdicts_so_far_for_a_subscriber_that_join
     with RunningDaemon(tmp_path, {"camera": {"type": "sim", "source": str(DEMO_IMAGES), "max_frames": 3}}) as d:
         assert d.wait() == 0
     assert [m["counters"]["verdicts"] for m in d.of("verdict")] == [1, 2, 3]
+
+
+@pytest.mark.skipif(not TLSIMU.is_file(), reason="EDGE_TEST_TLSIMU_CTI (TLSimu.cti) not found")
+def test_a_feature_the_device_refuses_is_a_start_up_error_not_a_retry(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**base(tmp_path), "camera": {
+        "type": "gentl", "producers": [str(TLSIMU)], "index": 0, "features": {"NoSuchFeature": 1}}}))
+    result = run(path, env={})
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result)[-1] == "edge-inspect: error: gentl camera: the device has no feature 'NoSuchFeature'"
