@@ -24,8 +24,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from edge.cameras.base import (DEFAULT_MAX_PIXELS, CameraDisconnected, CameraError, CameraNotFound, Frame,
-                               GrabTimeout, new_stats)
+from edge.cameras.base import (
+    DEFAULT_MAX_PIXELS,
+    CameraDisconnected,
+    CameraError,
+    CameraNotFound,
+    Frame,
+    GrabTimeout,
+    new_stats,
+)
 from edge.cameras.gentl_setup import (
     FeatureValue,
     apply_features,

@@ -24,8 +24,15 @@ from typing import Literal
 import cv2
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from edge.cameras.base import (DEFAULT_MAX_PIXELS, CameraDisconnected, CameraError, CameraNotFound, Frame,
-                               GrabTimeout, new_stats)
+from edge.cameras.base import (
+    DEFAULT_MAX_PIXELS,
+    CameraDisconnected,
+    CameraError,
+    CameraNotFound,
+    Frame,
+    GrabTimeout,
+    new_stats,
+)
 from edge.cameras.pacing import Pacer
 from edge.cameras.pixels import PIXEL_FORMATS, PixelFormatError, decode, encode
 from edge.configfields import resolve_path

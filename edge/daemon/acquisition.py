@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
-from edge.cameras import Camera, CameraDisconnected, CameraError, Frame, GrabTimeout
+from edge.cameras import Camera, CameraDisconnected, CameraError, CameraNotFound, Frame, GrabTimeout
 from edge.daemon.config import WatchdogConfig
 from edge.daemon.pipeline import Accounting, FrameQueue, Job, Worker
 from edge.wire.messages import CameraState
@@ -36,6 +36,19 @@ MAX_PENDING_TRIGGERS = 100
 MAX_PART_ID = 2**32 - 1
 T = TypeVar("T")
 StatusCallback = Callable[[CameraState, "str | None", "float | None", int], None]
+
+
+def open_at_start(camera: Camera) -> str | None:
+    """Open ``camera``; the reason when the device is not there yet (retried by the thread), None when open.
+
+    Any other :class:`CameraError` (a feature value the device refuses) is raised: that is a set-up mistake.
+    """
+    try:
+        camera.open()
+    except CameraNotFound as exc:
+        log.warning("camera not available at start (%s): retrying with the reconnect backoff", exc)
+        return str(exc)
+    return None
 
 
 class CameraGaveUp(Exception):

@@ -13,11 +13,15 @@ units' ``TimeoutStopSec`` for the default config and every example config.
 
 from __future__ import annotations
 
+import logging
+
 from edge.control.server import JOIN_TIMEOUT_S
 from edge.daemon.acquisition import GRAB_TIMEOUT_S
 from edge.daemon.config import EdgeConfig
 from edge.daemon.pipeline import PUBLISH_JOIN_MIN_S
 from edge.daemon.services import ARCHIVE_CLOSE_S, METRICS_CLOSE_S, OUTPUTS_CLOSE_S, PINGER_CLOSE_S
+
+log = logging.getLogger(__name__)
 
 # TimeoutStopSec= of systemd/edge-inspect.service and edge-inspect@.service (a test reads the files).
 UNIT_TIMEOUT_STOP_S = 30.0
@@ -47,3 +51,11 @@ def stop_deadlines(config: EdgeConfig, all_services: bool = False) -> dict[str, 
 def stop_budget_s(config: EdgeConfig, all_services: bool = False) -> float:
     """The worst-case stop time: the sum of :func:`stop_deadlines`."""
     return sum(stop_deadlines(config, all_services).values())
+
+
+def warn_if_over_budget(config: EdgeConfig) -> None:
+    """At start: one WARNING when this config's stop deadlines exceed the shipped units' TimeoutStopSec."""
+    budget = stop_budget_s(config)
+    if budget > UNIT_TIMEOUT_STOP_S:
+        log.warning("stop deadlines add up to %.1f s, more than the shipped units' TimeoutStopSec=%g: raise "
+                    "TimeoutStopSec or lower pipeline.shutdown_timeout_s", budget, UNIT_TIMEOUT_STOP_S)

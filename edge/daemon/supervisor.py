@@ -27,14 +27,22 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from edge.cameras import Camera, CameraError, CameraNotFound, create_camera
+from edge.cameras import Camera, CameraError, create_camera
 from edge.control.keys import KeyFileError
-from edge.daemon.acquisition import Acquisition
+from edge.daemon.acquisition import Acquisition, open_at_start
 from edge.daemon.announce import Announcer, log_verdict
 from edge.daemon.config import ConfigError, EdgeConfig
-from edge.daemon.deadlines import UNIT_TIMEOUT_STOP_S, stop_budget_s
-from edge.daemon.pipeline import (PUBLISH_JOIN_MIN_S, PUBLISH_QUEUE, Accounting, FrameQueue, Job, Message, drain,
-                                  pipeline_healthy)
+from edge.daemon.deadlines import warn_if_over_budget
+from edge.daemon.pipeline import (
+    PUBLISH_JOIN_MIN_S,
+    PUBLISH_QUEUE,
+    Accounting,
+    FrameQueue,
+    Job,
+    Message,
+    drain,
+    pipeline_healthy,
+)
 from edge.daemon.preflight import StartupError, load_inspector, preflight, state_dir_for, take_state_lock
 from edge.daemon.sequence import SequenceCounter, SequenceError
 from edge.daemon.services import ServiceError, Services
@@ -103,10 +111,7 @@ class InspectionDaemon:
         config = self.config
         bundle = preflight(config)
         self.state_lock = take_state_lock(config)
-        budget = stop_budget_s(config)
-        if budget > UNIT_TIMEOUT_STOP_S:
-            log.warning("stop deadlines add up to %.1f s, more than the shipped units' TimeoutStopSec=%g: raise "
-                        "TimeoutStopSec or lower pipeline.shutdown_timeout_s", budget, UNIT_TIMEOUT_STOP_S)
+        warn_if_over_budget(config)
         try:
             self.publisher = Publisher(config.publish.endpoint, config.publish.sndhwm, config.publish.linger_ms,
                                        curve=config.publish.curve)
@@ -121,14 +126,9 @@ class InspectionDaemon:
             self.sequence.open()
         except SequenceError as exc:
             raise StartupError(str(exc)) from None
-        camera = create_camera(config.camera)
-        self.camera = camera
-        camera_down: str | None = None
+        camera = self.camera = create_camera(config.camera)
         try:
-            camera.open()
-        except CameraNotFound as exc:  # late at boot: retried; a bad setting (CameraError) stops the start
-            camera_down = str(exc)
-            log.warning("camera not available at start (%s): retrying with the reconnect backoff", camera_down)
+            camera_down = open_at_start(camera)  # late at boot: retried; a bad setting (CameraError) stops the start
         except CameraError as exc:
             raise StartupError(str(exc)) from None
         self.acquisition = Acquisition(
