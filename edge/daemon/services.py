@@ -56,7 +56,8 @@ class Services:
         self._stopping_sent = False
 
     def start(self, *, bundle_id: str | None, handlers: Mapping[str, Handler], stop: threading.Event,
-              counts: Snapshot, queue_depths: Callable[[], Mapping[str, int]], state_dir: Path | None = None) -> None:
+              counts: Snapshot, queue_depths: Callable[[], Mapping[str, int]], state_dir: Path | None = None,
+              run_id: str = "") -> None:
         """Start what the config enables; ServiceError with one line if something cannot start.
 
         ``handlers`` are the control commands (also handed to the outputs, so a PLC can trigger),
@@ -67,7 +68,8 @@ class Services:
         config = self.config
         if config.archive.enabled:
             self.archive = ArchiveWriter(Archive(config.archive))
-        context = OutputContext(station=config.station, handlers=handlers, stop=stop, state_dir=state_dir)
+        context = OutputContext(station=config.station, handlers=handlers, stop=stop, state_dir=state_dir,
+                                run_id=run_id)
         outputs = self._given_outputs if self._given_outputs is not None else create_outputs(config.outputs, context)
         self.metrics.read_from(counts, queue_depths, self.archive.stats if self.archive is not None else None,
                                self.output_stats)

@@ -152,7 +152,7 @@ class InspectionDaemon:
         try:
             self.services.start(bundle_id=self.bundle.bundle_id, handlers=self.handlers(), stop=self.stop,
                                 counts=self.accounting.snapshot, queue_depths=self._queue_depths,
-                                state_dir=state_dir_for(config))
+                                state_dir=state_dir_for(config), run_id=self.sequence.run_id)
         except ServiceError as exc:
             raise StartupError(str(exc)) from None
 
