@@ -10,6 +10,7 @@ empties it). :class:`BrokerMissing` says which is absent; tests skip on it, exce
 
 from __future__ import annotations
 
+import getpass
 import selectors
 import shutil
 import socket
@@ -110,6 +111,7 @@ class Mosquitto(BrokerProcess):
         self.config_path = self.workdir / "mosquitto.conf"
         self.config_path.write_text(
             f"listener {self.port} {self.host}\n"
+            f"user {getpass.getuser()}\n"  # as root, mosquitto would drop to 'mosquitto' and not write its data here
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"

@@ -180,8 +180,8 @@ def _figures(broker: str, run: str, rate: float, outage_s: float, produced: dict
     replayed = [m for m in received if m.payload["delivery"]["replay"] and m.t >= t_up]
     t_last_replay = max((m.t for m in replayed), default=t_up)
     t_first_replay = min((m.t for m in replayed), default=t_up)
-    live_during = [(m.t - m.payload["t_publish"]) * 1000 for m in received
-                   if not m.payload["delivery"]["replay"] and t_up <= m.t <= t_last_replay]
+    live_during = [(m.t - m.payload["t_publish"]) * 1000 for m in received  # published once the broker was back
+                   if not m.payload["delivery"]["replay"] and m.payload["t_publish"] >= t_up and m.t <= t_last_replay]
     live_before = [(m.t - m.payload["t_publish"]) * 1000 for m in steady]
     return {
         "broker": broker, "sender": run, "rate_per_s": rate, "outage_s": round(outage_s, 1),

@@ -61,6 +61,8 @@ class BrokerConfig(BaseModel):
                                      description="Message kinds sent: verdict, heartbeat, status, event.")
     live_reserve: int = Field(16, ge=1, description="Unacknowledged slots kept free for live messages while a "
                               "backlog is replayed (the replay uses the rest of the transport's window).")
+    reconnect_max_delay_s: float = Field(2.0, gt=0, description="A broker that cannot be reached is tried again "
+                                         "after 0.5 s, doubling up to this; also the longest wait after it is back.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="The disk outbox.")
     mqtt: MqttConfig | None = Field(None, description="The MQTT broker; none = no MQTT.")
     kafka: KafkaConfig | None = Field(None, description="The Kafka cluster; none = no Kafka.")

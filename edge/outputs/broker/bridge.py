@@ -50,7 +50,8 @@ def run_bridge(config: BrokerConfig, station: str, state_dir: Path | None, stop:
             outbox = Outbox(path, role="send")
         except (OutputError, OutboxError) as exc:
             raise BridgeError(f"outputs.broker.{name}: {exc}") from None
-        sender = Sender(outbox, transport, live_reserve=config.live_reserve, idle_s=poll_s)
+        sender = Sender(outbox, transport, live_reserve=config.live_reserve, idle_s=poll_s,
+                        reconnect_max_delay_s=config.reconnect_max_delay_s)
         thread = threading.Thread(target=sender.run, args=(stop,), name=f"bridge-{name}", daemon=True)
         senders.append((sender, thread))
         log.info("bridge: %s from %s", transport.name, path)

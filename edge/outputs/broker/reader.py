@@ -131,6 +131,7 @@ class KafkaReader:
             "bootstrap.servers": bootstrap, "group.id": group_id or f"edge-inspect-fleet-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest" if from_beginning else "latest", "group.protocol": "classic",
             "session.timeout.ms": 6000, "topic.metadata.refresh.interval.ms": 1000,
+            "fetch.wait.max.ms": 20,  # a live table wants what arrived now, not a fuller fetch in 0.5 s
             "allow.auto.create.topics": True, "log.connection.close": False, "error_cb": lambda _err: None,
             "logger": _LibrdkafkaLog(),
             **(options or {})})
