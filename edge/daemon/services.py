@@ -127,7 +127,11 @@ class Services:
     # events -------------------------------------------------------------------------------
 
     def published(self, message: OutboundMessage) -> None:
-        """A message just went out on the verdict socket: hand it to every output (never blocks)."""
+        """A message is about to go out on the verdict socket: hand it to every output first (never blocks).
+
+        First, so that an output that persists (the broker outbox) holds everything a subscriber
+        may have seen, even if the process dies right after the send.
+        """
         for output in self.outputs:
             output.submit(message)
 

@@ -5,11 +5,12 @@ price is measured where a line would see it: the daemon subprocess on the sim ca
 rate, once without the broker output and once per sender placement (``thread``: the sender in the
 daemon; ``bridge``: in ``edge-inspect bridge``), rounds interleaved (the order rotates each
 round) so that the load of a shared machine falls on every mode alike. Per mode: inference to
-ZeroMQ publish p50/p95 (each verdict's ``latency_ms.publish``; the append follows the ZeroMQ send,
-so this shows what the outbox and its sender cost the *next* verdicts), inference to durable in
-the outbox p50/p95 (the output's ``handover_ms``, from the ``stopped`` event; the median over the
-rounds), capture-to-publish total p50/p95, and the CPU time of the daemon (and bridge) per 1000
-verdicts. ``uptime`` is printed before and after.
+publish p50/p95, as a ZeroMQ subscriber (the PLC) sees it: each verdict's ``latency_ms.publish``
+plus its ``t_publish``-to-arrival time here (the outputs get a message just before the ZeroMQ send,
+so this includes the outbox append); inference to durable in the outbox p50/p95 (the output's
+``handover_ms``, from the ``stopped`` event; the median over the rounds); capture-to-publish total
+p50/p95 (the verdict's own ``latency_ms.total``); and the CPU time of the daemon (and bridge) per
+1000 verdicts. ``uptime`` is printed before and after.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,8 @@ def _round(mode: str, url: str, fps: float, frames: int, workdir: Path, sync: st
         if code != 0:
             raise click.ClickException(f"daemon ({mode}) exited {code}: {daemon.log_tail()}")
         stopped = daemon.stopped()
+        offset = time.time() - time.monotonic()  # arrival times are monotonic; t_publish is epoch
+        arrivals = [(r.payload, r.t + offset) for r in daemon.received if r.kind == "verdict"]
         verdicts = daemon.of("verdict")
     finally:
         if bridge is not None:
@@ -66,7 +70,7 @@ def _round(mode: str, url: str, fps: float, frames: int, workdir: Path, sync: st
     after = os.times()
     outputs = stopped.get("outputs", {})
     handover = next(iter(outputs.values()))["handover_ms"] if outputs else None
-    return {"publish": [v["latency_ms"]["publish"] for v in verdicts],
+    return {"publish": [v["latency_ms"]["publish"] + (t - v["t_publish"]) * 1000.0 for v, t in arrivals],
             "total": [v["latency_ms"]["total"] for v in verdicts], "handover": handover,
             "cpu_s": (after.children_user - before.children_user) + (after.children_system - before.children_system),
             "verdicts": len(verdicts)}
