@@ -89,13 +89,16 @@ def run_outage(broker: str, rate: float, outage_s: float, warmup_s: float, kill_
     if broker == "mqtt":
         server: Mosquitto | Tansu = Mosquitto(workdir / "mosquitto").start()
         address = server.url
-        reader: Any = MqttReader(address, TOPIC_PREFIX, collector.add, client_id="bench-consumer")
+        # the consumer comes back within 0.1 s of the broker, so its own reconnect delay is not in the latency
+        reader: Any = MqttReader(address, TOPIC_PREFIX, collector.add, client_id="bench-consumer",
+                                 reconnect_max_s=0.1)
     else:
         proxy_port = free_port()
         server = Tansu(workdir / "tansu", advertise=proxy_port).start()
         proxy = TcpProxy(server.port, proxy_port).start()
         address = server.bootstrap
-        reader = KafkaReader(address, TOPIC_PREFIX, collector.add)
+        reader = KafkaReader(address, TOPIC_PREFIX, collector.add,
+                             options={"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 100})
     bridges: list[subprocess.Popen[bytes]] = []
     daemons: list[RunningDaemon] = []
     load: list[str] = [os.popen("uptime").read().strip()]

@@ -61,6 +61,9 @@ class BrokerConfig(BaseModel):
                                      description="Message kinds sent: verdict, heartbeat, status, event.")
     live_reserve: int = Field(16, ge=1, description="Unacknowledged slots kept free for live messages while a "
                               "backlog is replayed (the replay uses the rest of the transport's window).")
+    replay_max_per_s: float = Field(1000.0, ge=0, description="Pace of the replay after an outage, messages/s; 0 = "
+                                    "as fast as the broker acknowledges. Consumers that read slower than the replay "
+                                    "see live messages late (behind the replayed ones): keep it below what they read.")
     reconnect_max_delay_s: float = Field(2.0, gt=0, description="A broker that cannot be reached is tried again "
                                          "after 0.5 s, doubling up to this; also the longest wait after it is back.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="The disk outbox.")

@@ -51,7 +51,8 @@ def run_bridge(config: BrokerConfig, station: str, state_dir: Path | None, stop:
         except (OutputError, OutboxError) as exc:
             raise BridgeError(f"outputs.broker.{name}: {exc}") from None
         sender = Sender(outbox, transport, live_reserve=config.live_reserve, idle_s=poll_s,
-                        reconnect_max_delay_s=config.reconnect_max_delay_s)
+                        reconnect_max_delay_s=config.reconnect_max_delay_s,
+                        replay_max_per_s=config.replay_max_per_s)
         thread = threading.Thread(target=sender.run, args=(stop,), name=f"bridge-{name}", daemon=True)
         senders.append((sender, thread))
         log.info("bridge: %s from %s", transport.name, path)

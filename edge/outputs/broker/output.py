@@ -101,7 +101,8 @@ class OutboxOutput(QueuedOutput):
             self.last_error = f"corrupt outbox moved aside to {self.appender.moved_aside.name}"
         if sender_outbox is not None:
             self.sender = Sender(sender_outbox, transport, live_reserve=self.config.live_reserve,
-                                 reconnect_max_delay_s=self.config.reconnect_max_delay_s)
+                                 reconnect_max_delay_s=self.config.reconnect_max_delay_s,
+                                 replay_max_per_s=self.config.replay_max_per_s)
             self._sender_thread = threading.Thread(target=self._run_sender, name=f"sender-{self.name}", daemon=True)
         log.info("%s: outbox %s (%d message(s) waiting), sender %s", self.name, self.path,
                  int(self._at_open.get("rows", 0)), "in this process" if self.sender else "in edge-inspect bridge")

@@ -5,8 +5,8 @@ stations sent, with the station and kind taken from where it arrived (MQTT topic
 ``<prefix>/<station>/<kind>``, Kafka topic ``<prefix>.<kind>`` with the station as key), the
 payload parsed, and the local arrival time. A reader hands each one to a callback on its own
 thread and keeps reading across broker restarts (MQTT: a persistent session when given a client
-id, so a broker with persistence keeps queuing for it while it is away; Kafka: a consumer group,
-``group.protocol=classic``).
+id, so a broker with persistence keeps queuing for it while it is away; Kafka: every partition assigned
+directly, no consumer group, so a network cut costs no rebalance).
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class MqttReader:
     """Subscribes to ``<prefix>/+/+`` at QoS 1; reconnects by itself (paho's own loop thread)."""
 
     def __init__(self, url: str, prefix: str, on_message: OnMessage, *, client_id: str | None = None,
-                 username: str | None = None, password: str | None = None, ca_file: str | None = None) -> None:
+                 username: str | None = None, password: str | None = None, ca_file: str | None = None,
+                 reconnect_max_s: float = 2.0) -> None:
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
@@ -74,7 +75,7 @@ class MqttReader:
             self._client.username_pw_set(username, password)
         if parts.scheme == "mqtts":
             self._client.tls_set(ca_certs=ca_file)
-        self._client.reconnect_delay_set(0.2, 2.0)
+        self._client.reconnect_delay_set(min(0.2, reconnect_max_s), reconnect_max_s)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_disconnect = lambda *_args: self.subscribed.clear()
@@ -116,36 +117,45 @@ class MqttReader:
 
 
 class KafkaReader:
-    """A consumer of ``<prefix>.<kind>`` topics in its own group; a thread polls it."""
+    """A consumer of the ``<prefix>.<kind>`` topics, every partition assigned directly; a thread polls it.
 
-    def __init__(self, bootstrap: str, prefix: str, on_message: OnMessage, *, group_id: str | None = None,
-                 from_beginning: bool = True, options: dict[str, Any] | None = None) -> None:
+    No consumer group: a viewer needs no offsets of its own, and without group membership a
+    network cut costs no rebalance (which would stall reading for seconds and re-read since the
+    last commit). Its position lives in memory, so after a reconnect it goes on where it was.
+    """
+
+    def __init__(self, bootstrap: str, prefix: str, on_message: OnMessage, *, from_beginning: bool = True,
+                 options: dict[str, Any] | None = None) -> None:
         try:
             from confluent_kafka import Consumer
         except ImportError:
             raise ReaderError("confluent-kafka is not installed (pip install 'edge-inspect[broker]')") from None
         self.on_message = on_message
         self.bootstrap = bootstrap
+        self.from_beginning = from_beginning
         self.topics = [f"{prefix}.{kind}" for kind in KINDS if kind != "connection"]
         self._consumer = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": group_id or f"edge-inspect-fleet-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest" if from_beginning else "latest", "group.protocol": "classic",
-            "session.timeout.ms": 6000, "topic.metadata.refresh.interval.ms": 1000,
+            "bootstrap.servers": bootstrap, "group.id": f"edge-inspect-fleet-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False, "topic.metadata.refresh.interval.ms": 1000,
             "fetch.wait.max.ms": 20,  # a live table wants what arrived now, not a fuller fetch in 0.5 s
-            "allow.auto.create.topics": True, "log.connection.close": False, "error_cb": lambda _err: None,
-            "logger": _LibrdkafkaLog(),
-            **(options or {})})
-        self.subscribed = threading.Event()
+            "log.connection.close": False, "error_cb": lambda _err: None,
+            "logger": _LibrdkafkaLog(), **(options or {})})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kafka-reader", daemon=True)
 
     def start(self, timeout_s: float = 30.0) -> None:
-        """Create the topics if missing, subscribe and start polling; ReaderError if nothing is assigned in time."""
+        """Create the topics if missing, assign all their partitions and start polling; ReaderError if unreachable."""
+        from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
+
         self._create_topics(timeout_s)
-        self._consumer.subscribe(self.topics, on_assign=lambda _c, _p: self.subscribed.set())
+        try:
+            metadata = self._consumer.list_topics(timeout=timeout_s)
+        except KafkaException as exc:
+            raise ReaderError(f"{self.bootstrap}: {exc}") from None
+        offset = OFFSET_BEGINNING if self.from_beginning else OFFSET_END
+        self._consumer.assign([TopicPartition(topic, partition, offset) for topic in self.topics
+                               for partition in metadata.topics[topic].partitions])
         self._thread.start()
-        if not self.subscribed.wait(timeout_s):
-            raise ReaderError(f"no partitions assigned within {timeout_s:g} s (is the broker up?)")
 
     def _create_topics(self, timeout_s: float) -> None:
         """A consumer is assigned nothing on a topic that does not exist yet: create them (one partition each)."""

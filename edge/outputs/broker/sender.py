@@ -11,6 +11,10 @@ service the network and return the acknowledged outbox ids), so the replay rules
   (a few ms) plus the replay messages already ahead of it on the connection (at most
   ``window - live_reserve``). Each lane goes out in outbox order; a consumer that needs one order
   sorts on ``seq`` (or the outbox's ``delivery.n``);
+- the replay is paced at ``replay_max_per_s`` (0 = as fast as the broker acknowledges): past the
+  sender, a broker delivers to each consumer in order, so a live message also waits behind every
+  replayed one a slow consumer has not read yet; the pace keeps that queue short for consumers
+  that read faster than it;
 - a message is deleted only once acknowledged (MQTT PUBACK, Kafka delivery report); a lost
   connection, a delivery error or an acknowledgement that does not come within ``ack_timeout_s``
   drops the connection and the next one replays whatever is still there (at least once: the
@@ -75,9 +79,13 @@ class Sender:
 
     def __init__(self, outbox: Outbox, transport: Transport, *, live_reserve: int = 16, ack_timeout_s: float = 30.0,
                  reconnect_delay_s: float = 0.5, reconnect_max_delay_s: float = 10.0, idle_s: float = IDLE_S,
-                 drain_s: float = 0.5, on_tick: Callable[[], None] | None = None) -> None:
+                 replay_max_per_s: float = 0.0, drain_s: float = 0.5,
+                 on_tick: Callable[[], None] | None = None) -> None:
         self.outbox = outbox
         self.drain_s = drain_s
+        self.replay_max_per_s = replay_max_per_s
+        self._replay_budget = 0.0
+        self._budget_at = time.monotonic()
         self.transport = transport
         self.live_reserve = max(1, min(live_reserve, transport.window - 1))
         self.ack_timeout_s = ack_timeout_s
@@ -152,7 +160,8 @@ class Sender:
             raise TransportDown(f"no acknowledgement within {self.ack_timeout_s:g} s")
         if not sent and not self._in_flight and not acked:
             self._flush_acks(force=True)
-            self.wake.wait(self.idle_s)
+            replay_waits = self._replay_cursor < self._watermark  # held back by the replay pace only
+            self.wake.wait(SERVICE_S if replay_waits else self.idle_s)
 
     def _fill(self) -> int:
         """Send live rows first, then replay rows into the slots left; how many were sent."""
@@ -163,12 +172,19 @@ class Sender:
             self._live_cursor = row.id
             sent += 1
         replay_room = min(room - sent, self.transport.window - self.live_reserve - len(self._in_flight))
+        if self.replay_max_per_s > 0 and self._replay_cursor < self._watermark:
+            now = time.monotonic()
+            burst = max(1.0, self.replay_max_per_s * 0.02)  # at most 20 ms worth at once
+            self._replay_budget = min(burst, self._replay_budget + (now - self._budget_at) * self.replay_max_per_s)
+            self._budget_at = now
+            replay_room = min(replay_room, int(self._replay_budget))
         if self._replay_cursor < self._watermark and replay_room > 0:
             rows = self.outbox.rows_after(self._replay_cursor, replay_room, up_to=self._watermark)
             for row in rows:
                 self._send(row, replay=True)
                 self._replay_cursor = row.id
                 sent += 1
+            self._replay_budget -= len(rows)
             if not rows:
                 self._replay_cursor = self._watermark
                 log.info("%s: replay done (%d message(s) this connection)", self.transport.name, self.replayed)
