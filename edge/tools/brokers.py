@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 from edge.tools.harness import free_port
 
@@ -60,7 +61,7 @@ class BrokerProcess:
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def start(self) -> BrokerProcess:
+    def start(self) -> Self:
         if self.proc is not None and self.proc.poll() is None:
             return self
         with open(self.log_path, "ab") as log_file:
@@ -89,8 +90,9 @@ class BrokerProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def __enter__(self) -> BrokerProcess:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *_exc: object) -> None:
         self.kill()

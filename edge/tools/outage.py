@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from edge.tools.brokers import Mosquitto, Tansu, TcpProxy
-from edge.tools.harness import DEMO_IMAGES, RunningDaemon, daemon_env, free_port, wait_until
+from edge.tools.harness import (
+    DEMO_IMAGES,
+    RunningDaemon,
+    daemon_env,
+    free_port,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from edge.outputs.broker.reader import BrokerMessage
@@ -81,14 +87,18 @@ def _start_bridge(workdir: Path, config_path: Path, name: str) -> subprocess.Pop
 def run_outage(broker: str, rate: float, outage_s: float, warmup_s: float, kill_at: float, tail_s: float,
                run: str, workdir: Path, progress: bool = True) -> dict[str, Any]:
     """Run the scenario once; the figures as a dict."""
-    from edge.outputs.broker.reader import KafkaReader, MqttReader  # numpy-free, but not needed for --help
+    from edge.outputs.broker.reader import (  # numpy-free, but not needed for --help
+        KafkaReader,
+        MqttReader,
+    )
 
     collector = Collector()
     state_dir = workdir / "state"
     proxy: TcpProxy | None = None
     if broker == "mqtt":
-        server: Mosquitto | Tansu = Mosquitto(workdir / "mosquitto").start()
-        address = server.url
+        mosquitto = Mosquitto(workdir / "mosquitto").start()
+        server: Mosquitto | Tansu = mosquitto
+        address = mosquitto.url
         # the consumer comes back within 0.1 s of the broker, so its own reconnect delay is not in the latency
         reader: Any = MqttReader(address, TOPIC_PREFIX, collector.add, client_id="bench-consumer",
                                  reconnect_max_s=0.1)

@@ -53,8 +53,8 @@ def _round(mode: str, url: str, fps: float, frames: int, workdir: Path, sync: st
         if mode == "bridge":
             assert daemon.config_path is not None
             with open(workdir / f"bridge-{index}.log", "ab") as log_file:
-                bridge = subprocess.Popen([sys.executable, "-m", "edge", "bridge", "--config", str(daemon.config_path)],
-                                          env=daemon_env(), stdout=subprocess.DEVNULL, stderr=log_file)
+                command = [sys.executable, "-m", "edge", "bridge", "--config", str(daemon.config_path)]
+                bridge = subprocess.Popen(command, env=daemon_env(), stdout=subprocess.DEVNULL, stderr=log_file)
         code = daemon.wait(timeout_s=frames / fps * 4 + 120)
         if code != 0:
             raise click.ClickException(f"daemon ({mode}) exited {code}: {daemon.log_tail()}")
@@ -115,8 +115,9 @@ def run_bench(rounds: int, frames: int, fps: float, sync: str, modes: tuple[str,
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    lines = [f"{'mode':<8} {'verdicts':>8} {'inf->pub p50':>12} {'p95':>7} {'inf->outbox p50':>15} {'p95':>7} "
-             f"{'total p50':>9} {'p95':>7} {'cpu s/1000':>10}"]
+    header = (f"{'mode':<8} {'verdicts':>8} {'inf->pub p50':>12} {'p95':>7} {'inf->outbox p50':>15} {'p95':>7} "
+              f"{'total p50':>9} {'p95':>7} {'cpu s/1000':>10}")
+    lines = [header]
     for mode, row in result["modes"].items():
         outbox = row["inference_to_outbox_ms"] or {"p50": float("nan"), "p95": float("nan")}
         lines.append(f"{mode:<8} {row['verdicts']:>8} {row['inference_to_publish_ms']['p50']:>12.2f} "

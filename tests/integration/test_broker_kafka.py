@@ -43,7 +43,7 @@ def test_a_network_outage_to_kafka_loses_nothing_and_the_key_is_the_station(tmp_
         daemon.wait_for(lambda d: len(d.of("verdict")) >= before + 60, WAIT_S, "60 verdicts during the outage")
         during = {(v["run_id"], v["seq"]) for v in daemon.of("verdict")[before + 30:]}  # surely after the cut
         proxy.restore()
-        produced = lambda: {(v["run_id"], v["seq"]) for v in daemon.of("verdict")}  # noqa: E731
+        produced = lambda: {(v["run_id"], v["seq"]) for v in daemon.of("verdict")}
         wait_until(lambda: produced() <= {(v["run_id"], v["seq"]) for v in verdicts()}, WAIT_S, "the replay")
         assert daemon.terminate() == 0
         stats = daemon.stopped()["outputs"]["broker.kafka"]

@@ -19,7 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edge.configfields import resolve_path
 from edge.outputs.base import ALL_KINDS, MessageKind, OutputContext, QueuedOutput
@@ -34,8 +41,9 @@ class OutboxConfig(BaseModel):
 
     dir: Path | None = Field(None, description="Folder of the outbox files (mqtt.sqlite, kafka.sqlite). Default: "
                              "STATE_DIR/outbox. Relative to the config file. Must be local, persistent storage.")
-    max_mb: float = Field(256.0, gt=0, description="Bound on the messages waiting, in MiB of JSON; past it the oldest "
-                          "are dropped and counted (undelivered: outbox_full). 20 verdicts/s are about 1.5 MiB/min.")
+    max_mb: float = Field(1024.0, gt=0, description="Bound on the messages waiting, in MiB of JSON; past it the oldest "
+                          "are dropped and counted (undelivered: outbox_full). A verdict is about 0.8-1.5 KiB: at 20/s "
+                          "1024 MiB hold 10-18 hours of outage.")
     max_age_h: float = Field(168.0, gt=0, description="Messages older than this are dropped and counted "
                              "(undelivered: expired).")
     sync: Literal["full", "normal"] = Field(

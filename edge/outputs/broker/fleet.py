@@ -19,13 +19,19 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import click
 
 from edge.ops.latency import percentiles
-from edge.outputs.broker.reader import BrokerMessage, KafkaReader, MqttReader, ReaderError
+from edge.outputs.broker.reader import (
+    BrokerMessage,
+    KafkaReader,
+    MqttReader,
+    ReaderError,
+)
 
 WINDOW = 1000  # latencies kept per station for the p95
 MAX_SEQS = 200_000  # verdict keys kept per station for de-duplication and gaps (oldest forgotten)
@@ -52,7 +58,7 @@ class Station:
 
     def missing(self) -> int:
         ordered = sorted(self.seqs)
-        return sum(b - a - 1 for a, b in zip(ordered, ordered[1:], strict=False)
+        return sum(b - a - 1 for a, b in pairwise(ordered)
                    if b > a + 1 and not self.seqs[b])
 
 

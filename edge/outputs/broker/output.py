@@ -43,7 +43,7 @@ ERROR_LOG_EVERY_S = 60.0
 
 def encode_body(payload: dict[str, Any], run_id: str, n: int) -> bytes:
     """The broker payload: the wire message with a leading ``delivery`` object (run_id, n, replay false)."""
-    prefix = '{"delivery":{"run_id":%s,"n":%d,"replay":false}' % (json.dumps(run_id), n)
+    prefix = f'{{"delivery":{{"run_id":{json.dumps(run_id)},"n":{int(n)},"replay":false}}'
     body = json.dumps(payload, allow_nan=False, separators=(",", ":"))
     return (prefix + ("," + body[1:] if body != "{}" else "}")).encode("utf-8")
 
@@ -116,7 +116,7 @@ class OutboxOutput(QueuedOutput):
         assert self.sender is not None
         try:
             self.sender.run(self._sender_stop)
-        except Exception as exc:  # noqa: BLE001 - a sender bug must be visible, never kill inspection
+        except Exception as exc:
             self.failure = f"{self.name} sender crashed: {type(exc).__name__}: {exc}"
             self.last_error = self.failure
             log.exception("%s: sender crashed; messages stay in the outbox for the next start", self.name)

@@ -75,7 +75,8 @@ class MqttReader:
             self._client.username_pw_set(username, password)
         if parts.scheme == "mqtts":
             self._client.tls_set(ca_certs=ca_file)
-        self._client.reconnect_delay_set(min(0.2, reconnect_max_s), reconnect_max_s)
+        # paho types these as int; it computes with them as numbers, and sub-second delays work
+        self._client.reconnect_delay_set(min(0.2, reconnect_max_s), reconnect_max_s)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_disconnect = lambda *_args: self.subscribed.clear()
@@ -145,7 +146,12 @@ class KafkaReader:
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Create the topics if missing, assign all their partitions and start polling; ReaderError if unreachable."""
-        from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
+        from confluent_kafka import (
+            OFFSET_BEGINNING,
+            OFFSET_END,
+            KafkaException,
+            TopicPartition,
+        )
 
         self._create_topics(timeout_s)
         try:
@@ -162,7 +168,8 @@ class KafkaReader:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": _LibrdkafkaLog(), "log.connection.close": False})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log.connection.close": False,
+                             "logger": _LibrdkafkaLog()})  # type: ignore[dict-item]  # librdkafka takes a logger
         futures = admin.create_topics([NewTopic(topic, 1, 1) for topic in self.topics],
                                       operation_timeout=timeout_s, request_timeout=timeout_s)
         for topic, future in futures.items():
@@ -177,9 +184,12 @@ class KafkaReader:
             message = self._consumer.poll(0.2)
             if message is None or message.error() is not None:
                 continue
-            kind = message.topic().rsplit(".", 1)[-1]
+            topic, value = message.topic(), message.value()
+            if topic is None or value is None:
+                continue
+            kind = topic.rsplit(".", 1)[-1]
             try:
-                payload = json.loads(message.value())
+                payload = json.loads(value)
             except (TypeError, ValueError):
                 continue
             station = (message.key() or b"").decode("utf-8", "replace") or str(payload.get("station", ""))
