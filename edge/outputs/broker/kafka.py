@@ -64,7 +64,9 @@ class KafkaConfig(BaseModel):
     ssl_key_file: Path | None = Field(None, description="Client private key for mutual TLS.")
     delivery_timeout_s: float = Field(30.0, gt=0, description="A message not acknowledged within this long is "
                                       "taken as a lost connection: the producer is renewed and the outbox replayed.")
-    window: int = Field(1000, ge=2, le=100000, description="Messages produced and not yet acknowledged, at most.")
+    window: int = Field(100, ge=2, le=100000, description="Messages produced and not yet acknowledged, at most. The "
+                        "producer queues one station's messages in order, so a live one waits behind up to this "
+                        "many replayed ones: keep it small.")
     options: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Further librdkafka producer settings (e.g. linger.ms, compression.type); "
         "these cannot turn off idempotence nor acks=all.")
