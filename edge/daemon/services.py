@@ -60,7 +60,8 @@ class Services:
         self._errors_in_row = 0
 
     def start(self, *, bundle_id: str | None, handlers: Mapping[str, Handler], stop: threading.Event,
-              counts: Snapshot, queue_depths: Callable[[], Mapping[str, int]], state_dir: Path | None = None) -> None:
+              counts: Snapshot, queue_depths: Callable[[], Mapping[str, int]], state_dir: Path | None = None,
+              run_id: str = "") -> None:
         """Start what the config enables; ServiceError with one line if something cannot start.
 
         ``handlers`` are the control commands (also handed to the outputs, so a PLC can trigger),
@@ -71,7 +72,8 @@ class Services:
         config = self.config
         if config.archive.enabled:
             self.archive = ArchiveWriter(Archive(config.archive))
-        context = OutputContext(station=config.station, handlers=handlers, stop=stop, state_dir=state_dir)
+        context = OutputContext(station=config.station, handlers=handlers, stop=stop, state_dir=state_dir,
+                                run_id=run_id)
         outputs = self._given_outputs if self._given_outputs is not None else create_outputs(config.outputs, context)
         self.metrics.read_from(counts, queue_depths, self.archive.stats if self.archive is not None else None,
                                self.output_stats)
@@ -129,7 +131,11 @@ class Services:
     # events -------------------------------------------------------------------------------
 
     def published(self, message: OutboundMessage) -> None:
-        """A message just went out on the verdict socket: hand it to every output (never blocks)."""
+        """A message is about to go out on the verdict socket: hand it to every output first (never blocks).
+
+        First, so that an output that persists (the broker outbox) holds everything a subscriber
+        may have seen, even if the process dies right after the send.
+        """
         for output in self.outputs:
             output.submit(message)
 

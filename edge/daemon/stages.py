@@ -115,8 +115,10 @@ class InferenceStage(Worker):
 class PublishStage(Worker):
     """Numbers and sends verdicts and messages; heartbeats when idle; archive, metrics, watchdog.
 
-    Every message it sends (verdict, heartbeat, status, event) is then handed to ``on_sent``,
-    which feeds the outputs beside the publisher without waiting for them.
+    Every message it sends (verdict, heartbeat, status, event) is handed to ``on_sent`` just
+    before it goes out on the socket, which feeds the outputs beside the publisher without waiting
+    for them; an output that persists (the broker outbox) thus has every message a subscriber can
+    have seen, even when the process is killed between the two.
     """
 
     def __init__(self, items: queue.Queue[Job | Message], publisher: Publisher, sequence: SequenceCounter,
@@ -163,8 +165,8 @@ class PublishStage(Worker):
                 self._maybe_heartbeat()
                 continue
             if isinstance(item, Message):
-                self._send(item.payload_parts())
                 self.on_sent(OutboundMessage(item.kind, item.payload))  # type: ignore[arg-type]
+                self._send(item.payload_parts())
             else:
                 self._publish(item)
 
@@ -176,8 +178,8 @@ class PublishStage(Worker):
         if self.heartbeat_s <= 0 or time.monotonic() - self._last_sent < self.heartbeat_s:
             return
         payload = self.heartbeat(self.first)
-        self._send(encode_message(HEARTBEAT_TOPIC_PREFIX, payload))
         self.on_sent(OutboundMessage("heartbeat", payload))
+        self._send(encode_message(HEARTBEAT_TOPIC_PREFIX, payload))
         self.first = False
         if self.pipeline_healthy():
             self.alive()
@@ -194,6 +196,7 @@ class PublishStage(Worker):
             restart=self.first,
         )
         parts = encode_verdict(message, map_png, job.t_inspected or None, image_jpeg)
+        self.on_sent(OutboundMessage("verdict", message, {"map_png": map_png} if map_png is not None else {}))
         self._send(parts)
         self.first = False
         stages = dict(job.stages_ms)
@@ -202,7 +205,6 @@ class PublishStage(Worker):
         self.latency.add(stages)
         self.alive()
         self.on_verdict(message, job, map_png)
-        self.on_sent(OutboundMessage("verdict", message, {"map_png": map_png} if map_png is not None else {}))
         self._track_errors(job.error)
 
     def _frame_jpeg(self, job: Job) -> bytes | None:

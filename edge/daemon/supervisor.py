@@ -149,7 +149,7 @@ class InspectionDaemon:
         try:
             self.services.start(bundle_id=self.bundle.bundle_id, handlers=self.handlers(), stop=self.stop,
                                 counts=self.accounting.snapshot, queue_depths=self._queue_depths,
-                                state_dir=state_dir_for(config))
+                                state_dir=state_dir_for(config), run_id=self.sequence.run_id)
         except ServiceError as exc:
             raise StartupError(str(exc)) from None
 
@@ -224,8 +224,8 @@ class InspectionDaemon:
                 "failure": failure, "latency_ms": self.latency.summary(),
                 "camera": {"reconnects": self.acquisition.reconnects, "stats": self._camera_stats()},
                 "outputs": self.services.output_stats()})
-            self.publisher.send(encode_message(EVENT_TOPIC_PREFIX, stopped))
             self.services.published(OutboundMessage("event", stopped))
+            self.publisher.send(encode_message(EVENT_TOPIC_PREFIX, stopped))
         log.info("stopped: frames=%d verdicts=%d errors=%d drops=%s last_seq=%d reconnects=%d balanced=%s camera=%s",
                  counts["frames"], counts["verdicts"], counts["errors"], counts["drops"], self.sequence.last,
                  self.acquisition.reconnects, self.accounting.balanced(), self._camera_stats())

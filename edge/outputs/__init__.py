@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from edge.outputs.base import OutboundMessage, OutputContext, OutputError, QueuedOutput
+from edge.outputs.broker import BrokerConfig, create_broker_outputs
 from edge.outputs.plc import PlcConfig, create_plc_outputs
 
 OutputFactory = Callable[[Any, OutputContext], list[QueuedOutput]]
@@ -31,6 +32,7 @@ OutputFactory = Callable[[Any, OutputContext], list[QueuedOutput]]
 # ``enabled`` field (off by default); the factory is called only for an enabled section.
 OUTPUTS: dict[str, tuple[type[BaseModel], OutputFactory]] = {
     "plc": (PlcConfig, create_plc_outputs),
+    "broker": (BrokerConfig, create_broker_outputs),
 }
 
 

@@ -65,13 +65,16 @@ class OutputContext:
 
     ``handlers`` are the control commands (``status``, ``trigger``, ``reload``, ``pause``, ``resume``;
     each takes a dict of arguments and returns a dict), so a PLC can trigger a frame without the
-    output importing the daemon. ``state_dir`` is where it may keep files that survive a restart.
+    output importing the daemon. ``state_dir`` is where it may keep files that survive a restart;
+    ``run_id`` is this daemon run's id (as in verdicts and heartbeats), for keys that must stay unique
+    across restarts.
     """
 
     station: str
     handlers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]
     stop: threading.Event
     state_dir: Path | None = None
+    run_id: str = ""
 
 
 @dataclass
