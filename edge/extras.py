@@ -21,6 +21,7 @@ DISTRIBUTION = "edge-inspect"
 EXIT_MISSING = 2
 # extra -> the top-level modules it brings (as imported), in the order they are checked.
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "broker": ("paho", "confluent_kafka"),
     "camera": ("harvesters", "genicam"),
     "openvino": ("openvino",),
     "plc": ("pymodbus", "asyncua"),

@@ -31,7 +31,7 @@ from edge.outputs.broker.outbox import Outbox, OutboxError
 from edge.outputs.broker.sender import Sender, Transport
 
 if TYPE_CHECKING:
-    from edge.outputs.broker import BrokerConfig
+    from edge.outputs.broker.config import BrokerConfig
 
 log = logging.getLogger(__name__)
 

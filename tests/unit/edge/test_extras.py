@@ -18,10 +18,15 @@ def setup_extras(monkeypatch) -> dict[str, list[str]]:
     return runpy.run_path(str(REPO / "setup.py"))["EXTRAS"]
 
 
+IMPORTED_AS = {"paho_mqtt": "paho"}  # distributions whose top-level module has another name
+
+
 def distribution(requirement: str) -> str:
+    """The top-level module a requirement's distribution brings (its name, normalised, unless it differs)."""
     for sep in ("=", ">", "<", "[", " "):
         requirement = requirement.split(sep)[0]
-    return requirement.replace("-", "_").lower()
+    name = requirement.replace("-", "_").lower()
+    return IMPORTED_AS.get(name, name)
 
 
 def test_every_extra_but_dev_is_in_the_table_with_modules_its_packages_bring(monkeypatch):
