@@ -54,7 +54,14 @@ class Announcer:
         reason = f"{count} error verdicts in a row, the last: {last_error}" if count else None
         return build_status(station=self.station, camera="up" if camera_up else "down", reason=reason, attempt=0,
                             next_retry_s=None, stats=stats, verdicts=self.accounting.verdicts,
-                            error_frames_in_row=count)
+                            error_frames_in_row=count, subject="errors")
+
+    def output_link(self, reason: str, camera_up: bool, stats: dict[str, int],
+                    outputs: dict[str, Any]) -> dict[str, Any]:
+        """A ``status.<station>`` payload for the publishing thread to send now: an output's link went or came."""
+        return build_status(station=self.station, camera="up" if camera_up else "down", reason=reason, attempt=0,
+                            next_retry_s=None, stats=stats, verdicts=self.accounting.verdicts, outputs=outputs,
+                            subject="output")
 
     def event(self, event: str, detail: dict[str, Any]) -> None:
         """Queue an ``event.<station>`` message, unless publishing has already ended."""

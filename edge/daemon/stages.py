@@ -128,7 +128,8 @@ class PublishStage(Worker):
                  alive: Callable[[], None], pipeline_healthy: Callable[[], bool], stop: threading.Event,
                  on_sent: Callable[[OutboundMessage], None] = lambda _message: None, *,
                  send_image: bool = False, image_max_side: int = 640, image_quality: int = 80,
-                 error_alarm: tuple[int, Callable[[int, str | None], dict[str, Any]]] | None = None) -> None:
+                 error_alarm: tuple[int, Callable[[int, str | None], dict[str, Any]]] | None = None,
+                 watch: Callable[[], dict[str, Any] | None] = lambda: None) -> None:
         super().__init__("publish", stop)
         self.items = items
         self.publisher = publisher
@@ -151,12 +152,16 @@ class PublishStage(Worker):
         self._last_sent = time.monotonic()
         self.error_alarm = error_alarm  # (after N error verdicts in a row, the status message to send)
         self.errors_in_row = 0
+        self.watch = watch  # polled between messages: a status payload to send now (an output's link), or None
 
     def _run(self) -> None:
         while True:
             wait = POLL_S
             if self.heartbeat_s > 0:
                 wait = max(0.0, min(POLL_S, self._last_sent + self.heartbeat_s - time.monotonic()))
+            status = self.watch()
+            if status is not None:
+                self._send_status(status)
             try:
                 item = self.items.get(timeout=wait)
             except queue.Empty:

@@ -33,6 +33,7 @@ from edge.daemon.acquisition import Acquisition, open_at_start
 from edge.daemon.announce import Announcer, log_verdict
 from edge.daemon.config import ConfigError, EdgeConfig
 from edge.daemon.deadlines import warn_if_over_budget
+from edge.daemon.outputlinks import OutputLinks
 from edge.daemon.pipeline import (
     PUBLISH_JOIN_MIN_S,
     PUBLISH_QUEUE,
@@ -144,8 +145,8 @@ class InspectionDaemon:
             self._on_verdict, self.services.alive, self._healthy, self.stop, on_sent=self.services.published,
             send_image=config.publish.send_image, image_max_side=config.publish.image_max_side,
             image_quality=config.publish.image_quality,
-            error_alarm=(config.watchdog.error_frames_alarm, self._error_status),
-        )
+            error_alarm=(config.watchdog.error_frames_alarm, self._error_status), watch=OutputLinks(
+                self.services.output_stats, self.announce.output_link, self._camera_up, self._camera_stats).poll)
         try:
             self.services.start(bundle_id=self.bundle.bundle_id, handlers=self.handlers(), stop=self.stop,
                                 counts=self.accounting.snapshot, queue_depths=self._queue_depths,
@@ -333,9 +334,8 @@ class InspectionDaemon:
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "state": "paused" if acq is not None and acq.paused.is_set() else "running",
             "acquisition": self.config.pipeline.acquisition,
-            "camera": {"type": self.config.camera.type, "up": bool(acq.camera_up) if acq else False,
-                       "reconnects": acq.reconnects if acq else 0,
-                       "stats": self._camera_stats()},
+            "camera": {"type": self.config.camera.type, "up": self._camera_up(),
+                       "reconnects": acq.reconnects if acq else 0, "stats": self._camera_stats()},
             "bundle": {"id": self.bundle.bundle_id if self.bundle else None,
                        "path": str(self.bundle.root) if self.bundle else None},
             "counters": self.accounting.snapshot(),
@@ -365,14 +365,12 @@ class InspectionDaemon:
     def _heartbeat(self, first: bool) -> dict[str, Any]:
         acq = self.acquisition
         self.services.heartbeat()
-        return self.announce.heartbeat(first, paused=bool(acq and acq.paused.is_set()),
-                                       camera_up=bool(acq and acq.camera_up),
+        return self.announce.heartbeat(first, paused=bool(acq and acq.paused.is_set()), camera_up=self._camera_up(),
                                        bundle_id=self.bundle.bundle_id if self.bundle else "",
                                        outputs=self.services.output_stats())
 
     def _error_status(self, count: int, last_error: str | None) -> dict[str, Any]:
-        acq = self.acquisition
-        return self.announce.error_streak(count, last_error, bool(acq and acq.camera_up), self._camera_stats())
+        return self.announce.error_streak(count, last_error, self._camera_up(), self._camera_stats())
 
     def _on_verdict(self, message: dict[str, Any], job: Job, map_png: bytes | None) -> None:
         log_verdict(message)
@@ -383,9 +381,11 @@ class InspectionDaemon:
                                 self.acquisition.busy_since if self.acquisition is not None else None,
                                 time.monotonic())
 
+    def _camera_up(self) -> bool:
+        return bool(self.acquisition and self.acquisition.camera_up)
+
     def _camera_stats(self) -> dict[str, int]:
-        camera = self.camera
-        return camera.stats() if camera is not None else {}
+        return self.camera.stats() if self.camera is not None else {}
 
     def _queue_depths(self) -> dict[str, int]:
         """Items waiting per internal queue (for ``status`` and each metrics scrape, from any thread)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -293,6 +294,9 @@ def plc_bench(scenarios: tuple[str, ...], parts: int, in_flight: int, restarts: 
     Prints one JSON object per scenario (figures, the load before and after, the daemon's CPU
     seconds). Needs the plc extra (pip install 'edge-inspect[plc]').
     """
+    # The bench's PLC peers count their own failures; pymodbus's log of each refused connection (and the
+    # frame dumps it adds) would only bury the figures.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     figures = []
     with tempfile.TemporaryDirectory(prefix="plc-bench-") as tmp:
         workdir = Path(tmp)

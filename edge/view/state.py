@@ -192,7 +192,10 @@ class StationState:
         camera = message["camera"]
         state: CameraState = "reconnecting" if camera == "down" and message["attempt"] > 0 else camera
         since = self.camera.since if self.camera.state == state else message["t"]
-        self.camera = Camera(state, message.get("reason"), message["attempt"], message.get("next_retry_s"), since)
+        reason = message.get("reason")
+        if message.get("subject", "camera") != "camera":  # an error streak or an output's link: not the camera's why
+            reason = self.camera.reason if self.camera.state == state else None
+        self.camera = Camera(state, reason, message["attempt"], message.get("next_retry_s"), since)
         self._changed()
 
     def on_event(self, message: dict[str, Any]) -> None:

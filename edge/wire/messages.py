@@ -21,6 +21,9 @@ when that streak ends::
     stats         object  the camera's counters (frames, timeouts, incomplete, dropped, ...)
     verdicts      int     verdicts published so far in this run
     error_frames_in_row int  error verdicts in a row (0 when the streak ended, and in camera messages)
+    subject       str     "camera", "errors" (the streak) or "output" (a link): what reason is about
+    outputs       object  each output's accounting, as in the heartbeat; a status also goes out when an
+                          output's link to its peer (PLC, broker) is lost or back (reason names it)
 
 ``heartbeat.<station>``: sent when nothing else was published for ``publish.heartbeat_s``, so a
 subscriber can tell "no parts" (heartbeats, no verdicts) from "daemon dead" (nothing)::
@@ -72,12 +75,15 @@ def build_status(
     stats: dict[str, int],
     verdicts: int,
     error_frames_in_row: int = 0,
+    outputs: dict[str, Any] | None = None,
+    subject: Literal["camera", "errors", "output"] = "camera",
 ) -> dict[str, Any]:
     """The status payload (see the module docstring), validated through :class:`~edge.wire.schema.Status`."""
     return dump(Status.model_validate({
         "schema": STATUS_SCHEMA_VERSION, "station": station, "t": time.time(), "camera": camera,
         "reason": reason, "attempt": int(attempt), "next_retry_s": next_retry_s, "stats": dict(stats),
-        "verdicts": int(verdicts), "error_frames_in_row": int(error_frames_in_row),
+        "verdicts": int(verdicts), "error_frames_in_row": int(error_frames_in_row), "outputs": outputs or {},
+        "subject": subject,
     }))
 
 

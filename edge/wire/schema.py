@@ -153,14 +153,16 @@ class Heartbeat(_Message):
 
 
 class Status(_Message):
-    """Camera status (topic status.<station>): when it goes down, each failed retry, back up, give-up."""
+    """Station status (topic status.<station>): the camera going down, each failed retry, back up, give-up; a
+    streak of error verdicts; an output (PLC, broker) losing or regaining its peer."""
 
     schema_: Literal[1] = Field(alias="schema", description="Message schema version.")
     station: str = Field(description="Station name, as in the topic.")
     t: float = Field(description="Epoch seconds when it was sent.")
     camera: Literal["up", "down", "gave_up"] = Field(description="The camera's state; gave_up: past the "
                                                      "reconnect budget, the daemon exits.")
-    reason: str | None = Field(description="Why (the camera error); null when up.")
+    reason: str | None = Field(description="Why (the camera error, the error streak, the output's link); null "
+                               "when the camera is up and nothing else is wrong.")
     attempt: NonNegativeInt = Field(description="Failed reconnect attempts in a row so far.")
     next_retry_s: float | None = Field(description="Delay before the next attempt; null when up or gave up.")
     stats: dict[str, int] = Field(description="The camera's counters (frames, timeouts, incomplete, dropped, ...).")
@@ -168,6 +170,13 @@ class Status(_Message):
     error_frames_in_row: NonNegativeInt = Field(0, description="Error verdicts in a row: a status goes out when "
                                                 "they reach watchdog.error_frames_alarm (reason: the last error) "
                                                 "and again, with 0, when a frame is inspected again.")
+    subject: Literal["camera", "errors", "output"] = Field("camera", description="What this status is about: the "
+                                                           "camera, a streak of error verdicts, or an output's link "
+                                                           "(added within schema 1; reason belongs to it).")
+    outputs: dict[str, OutputStats] = Field(default_factory=dict, description="Each enabled output's accounting "
+                                            "as in the heartbeat (added within schema 1); a status goes out, with "
+                                            "the output named in reason, when an output's link to its peer is lost "
+                                            "or back for a second.")
 
 
 class StagePercentiles(_Message):

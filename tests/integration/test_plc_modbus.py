@@ -90,6 +90,31 @@ def test_client_role_survives_plc_restarts_without_losing_or_repeating_a_part(tm
     assert any(not h["connected"] and h["last_error"] for h in heartbeats) and heartbeats[-1]["connected"]
 
 
+def test_client_role_a_plc_away_for_seconds_shows_in_status_messages_lost_then_back(tmp_path) -> None:
+    port, rmap = free_port(), RegisterMap()
+    program = PlcProgram(range(1, N_PARTS + 1), in_flight=2)
+    plc = PlcServer(program, rmap, port).start()
+
+    def links(daemon: RunningDaemon) -> list[dict[str, Any]]:
+        return [s for s in daemon.of("status") if "plc_modbus" in (s.get("reason") or "")]
+
+    try:
+        with station(tmp_path, {"role": "client", "port": port, "reconnect_delay_s": 0.1}) as daemon:
+            wait_until(lambda: len(program.results) >= N_PARTS // 3, DEADLINE_S, "results flow")
+            plc.restart(down_s=3.0)  # longer than the 1 s a link change must hold to be reported
+            wait_until(program.done, DEADLINE_S, "every part answered")
+            daemon.wait_for(lambda d: len(links(d)) >= 2, DEADLINE_S, "status messages: link lost, then back")
+            assert daemon.terminate() == 0
+            statuses = links(daemon)
+    finally:
+        plc.close()
+    lost, back = statuses[0], statuses[1]
+    assert lost["reason"].startswith("output plc_modbus disconnected") and not lost["outputs"]["plc_modbus"]["connected"]
+    assert back["reason"] == "output plc_modbus connected" and back["outputs"]["plc_modbus"]["connected"]
+    assert lost["subject"] == back["subject"] == "output"
+    assert lost["camera"] == back["camera"] == "up" and len(statuses) == 2  # one outage, one pair of messages
+
+
 def test_a_plc_that_stops_acknowledging_fills_the_buffer_sets_overrun_and_counts_exactly(tmp_path) -> None:
     port, rmap = free_port(), RegisterMap()
     buffer_size, unread = 4, 9  # 1 presented + 4 waiting; 4 dropped

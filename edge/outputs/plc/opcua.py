@@ -68,6 +68,13 @@ VARIABLES: dict[str, tuple[str, Any, str]] = {
 }
 
 
+def _pem_or_der(path: Path) -> tuple[bytes, str]:
+    """A certificate or key file's bytes and its encoding told by its content (asyncua goes by the file name's
+    extension, and its own certificate tool writes DER whatever the name says)."""
+    data = path.read_bytes()
+    return data, "pem" if b"-----BEGIN" in data[:200] else "der"
+
+
 def _load_certificates(folder: Path) -> list[bytes]:
     """DER bytes of every certificate in ``folder``."""
     from asyncua.crypto import uacrypto
@@ -179,8 +186,9 @@ class OpcuaOutput(QueuedOutput):
         server.set_server_name(f"edge-inspect {self.context.station}")
         policies = []
         if config.certificate is not None and config.private_key is not None:
-            await server.load_certificate(str(config.certificate))
-            await server.load_private_key(str(config.private_key))
+            await server.load_certificate(*_pem_or_der(config.certificate))
+            key, encoding = _pem_or_der(config.private_key)
+            await server.load_private_key(key, None, encoding)
             policies.append(ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt)
         if config.certificate is None or config.anonymous:
             policies.append(ua.SecurityPolicyType.NoSecurity)

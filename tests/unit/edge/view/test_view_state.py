@@ -81,9 +81,10 @@ class Station:
                                   counters={**self.counters, "dropped": sum(self.counters["drops"].values())})
         assert self.hub.handle(encode_message(HEARTBEAT_TOPIC_PREFIX, message)) == self.name
 
-    def status(self, camera: str, attempt: int, reason: str | None = None, next_retry_s: float | None = None) -> None:
+    def status(self, camera: str, attempt: int, reason: str | None = None, next_retry_s: float | None = None,
+               subject: str = "camera") -> None:
         message = build_status(station=self.name, camera=camera, reason=reason, attempt=attempt,
-                               next_retry_s=next_retry_s, stats={"frames": 1}, verdicts=self.seq)
+                               next_retry_s=next_retry_s, stats={"frames": 1}, verdicts=self.seq, subject=subject)
         assert self.hub.handle(encode_message(STATUS_TOPIC_PREFIX, message)) == self.name
 
     def event(self, event: str, detail: dict) -> dict:
@@ -174,6 +175,8 @@ def test_camera_states_and_the_bundle_come_from_status_and_events(inspected):
     assert (state.bundle.id, state.bundle.loaded_at, state.bundle.how) == ("demo-a", started["t"], "started")
     station.status("down", 0, reason="device lost", next_retry_s=1.0)
     assert (state.camera.state, state.camera.reason) == ("down", "device lost")
+    station.status("down", 0, reason="output plc_modbus disconnected: timeout", subject="output")
+    assert (state.camera.state, state.camera.reason) == ("down", "device lost")  # the PLC's news is not the camera's
     station.status("down", 2, reason="device lost", next_retry_s=4.0)
     assert (state.camera.state, state.camera.attempt, state.camera.next_retry_s) == ("reconnecting", 2, 4.0)
     station.status("up", 0)
