@@ -147,10 +147,13 @@ source_option = click.option("--source", type=click.Path(exists=True, path_type=
               help="Pairs of phases (none, then viewers), interleaved in one run.")
 @click.option("--settle-s", default=3.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds left out at the start of each phase (viewers starting or closing).")
+@click.option("--browser-nice", default=0, show_default=True, type=click.IntRange(0, 19),
+              help="Run the Chromium pages under nice N: a browser on the station PC itself (a kiosk panel) "
+                   "that yields the CPU to the daemon, as docs/view.md advises; 0 = same priority.")
 @source_option
 @json_option
-def latency(fps: float, browsers: int, kind: str, phase_s: float, pairs: int, settle_s: float, source: Path,
-            json_path: Path | None) -> None:
+def latency(fps: float, browsers: int, kind: str, phase_s: float, pairs: int, settle_s: float, browser_nice: int,
+            source: Path, json_path: Path | None) -> None:
     """Publish-to-screen latency in N viewers, and the daemon's inference p95 with N viewers vs none."""
     sync_playwright = need_browser()
     phases: list[dict[str, Any]] = []
@@ -162,7 +165,7 @@ def latency(fps: float, browsers: int, kind: str, phase_s: float, pairs: int, se
             for index in bar:
                 group: Pages | SocketViewers | None = None
                 if index % 2:
-                    group = (Pages(pw, Path(tmp), view.url(f"/station/{STATION}"), browsers, str(index))
+                    group = (Pages(pw, Path(tmp), view.url(f"/station/{STATION}"), browsers, str(index), browser_nice)
                              if kind == "chromium" else SocketViewers(view, STATION, browsers))
                 time.sleep(settle_s)  # a bench, not a test: leave out the viewers' start-up
                 pids = group.pids() if group else []
@@ -203,7 +206,8 @@ def latency(fps: float, browsers: int, kind: str, phase_s: float, pairs: int, se
 
     every = [v for values in per_viewer for v in values]
     result: dict[str, Any] = {
-        "fps": fps, "viewers": kind, "count": browsers, "phase_s": phase_s, "pairs": pairs, "source": str(source),
+        "fps": fps, "viewers": kind, "count": browsers, "browser_nice": browser_nice if kind == "chromium" else None,
+        "phase_s": phase_s, "pairs": pairs, "source": str(source),
         "latency_ms": {"measured": "in the page, when drawn" if kind == "chromium" else "on arrival at the client",
                        **percentiles(every), "n": len(every),
                        "per_viewer": [{**percentiles(v), "n": len(v)} for v in per_viewer]},

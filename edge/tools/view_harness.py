@@ -143,11 +143,18 @@ class RunningView:
 class Browser:
     """One Chromium process (Playwright persistent context) with its own profile folder, so it can be killed."""
 
-    def __init__(self, playwright: Any, profile: Path, viewport: tuple[int, int] = (1400, 900)) -> None:
+    def __init__(self, playwright: Any, profile: Path, viewport: tuple[int, int] = (1400, 900),
+                 nice: int = 0) -> None:
         executable = chromium_path()
         if executable is None:
             raise ViewError(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
         self.profile = profile
+        if nice:  # every Chromium process inherits it: a kiosk browser that yields the CPU to the daemon
+            profile.mkdir(parents=True, exist_ok=True)
+            wrapper = profile.parent / f"{profile.name}-chromium-nice.sh"
+            wrapper.write_text(f'#!/bin/sh\nexec nice -n {int(nice)} "{executable}" "$@"\n')
+            wrapper.chmod(0o755)
+            executable = str(wrapper)
         self.context = playwright.chromium.launch_persistent_context(
             str(profile), executable_path=executable, headless=True,
             viewport={"width": viewport[0], "height": viewport[1]}, args=["--disable-gpu"])
@@ -271,8 +278,8 @@ class SocketViewers:
 class Pages:
     """``count`` Chromium pages on ``url``, each its own browser process, once each has drawn a part."""
 
-    def __init__(self, playwright: Any, workdir: Path, url: str, count: int, tag: str) -> None:
-        self.browsers = [Browser(playwright, workdir / f"profile-{tag}-{i}") for i in range(count)]
+    def __init__(self, playwright: Any, workdir: Path, url: str, count: int, tag: str, nice: int = 0) -> None:
+        self.browsers = [Browser(playwright, workdir / f"profile-{tag}-{i}", nice=nice) for i in range(count)]
         for browser in self.browsers:
             browser.open(url)
         for browser in self.browsers:

@@ -42,8 +42,9 @@ def shots_dir(tmp_path: Path) -> Path:
 
 
 def save(page, directory: Path, name: str) -> Path:
-    """A screenshot once every thumbnail has loaded (they come by HTTP, a moment after the update)."""
-    page.wait_for_function("[...document.images].every((i) => i.complete && i.naturalWidth > 0)", timeout=WAIT_MS)
+    """A screenshot once every thumbnail is drawn (a part the page skipped comes by HTTP, a moment after)."""
+    page.wait_for_function("[...document.querySelectorAll('.thumb canvas')].every((c) => c.dataset.filled)",
+                           timeout=WAIT_MS)
     path = directory / name
     page.screenshot(path=str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000

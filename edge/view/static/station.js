@@ -3,7 +3,7 @@
 // window.edgeView exposes what the page drew, for tests and the bench: the publish-to-screen latency of every
 // part drawn is measured here (Date.now() against the verdict's t_publish, once the canvases are drawn).
 import {
-  cameraText, clock, connect, decode, drawPart, drawStored, freshnessText, imageUrl, percent, setPill,
+  cameraText, clock, connect, decode, drawPart, drawStored, fetchBitmap, freshnessText, imageUrl, percent, setPill,
   verdictClass,
 } from "./common.js";
 
@@ -106,7 +106,37 @@ function showPanels(state) {
   const banner = $("event");
   set(banner, "hidden", !(event && event.event === "reload_refused"));
   if (!banner.hidden) set(banner, "textContent", `reload refused at ${clock(event.t)}: ${event.reason}`);
-  showHistory(state.history);
+}
+
+// Thumbnails are small canvases at their displayed size, filled once from the frame the page already decoded to
+// draw the part (a part the page skipped is fetched once by HTTP): an <img> of the full frame would be decoded
+// again and scaled down on every repaint of the strip, which costs a software-rendering browser more than the
+// whole rest of an update.
+const THUMB_CSS_PX = 86;
+const thumbs = new Map();  // part number -> its canvas, for the parts in the strip
+
+function thumbCanvas(part) {
+  const scale = Math.max(1, Math.round(window.devicePixelRatio || 1));
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = THUMB_CSS_PX * scale;
+  canvas.dataset.part = String(part.part);
+  return canvas;
+}
+
+// Draw ``bitmap`` into a thumbnail canvas, cropped to the centre square (as object-fit: cover).
+function fillThumb(canvas, bitmap) {
+  if (!bitmap) return;
+  const side = Math.min(bitmap.width, bitmap.height);
+  canvas.getContext("2d").drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side,
+    0, 0, canvas.width, canvas.height);
+  canvas.dataset.filled = "1";
+}
+
+function rememberThumb(part, bitmap) {
+  if (!bitmap || thumbs.has(part.part)) return;
+  const canvas = thumbCanvas(part);
+  fillThumb(canvas, bitmap);
+  thumbs.set(part.part, canvas);
 }
 
 function showHistory(history) {
@@ -115,6 +145,8 @@ function showHistory(history) {
   shownHistory = key;
   const strip = $("history");
   const wanted = history.slice().reverse();
+  const keep = new Set(wanted.map((p) => p.part));
+  for (const number of thumbs.keys()) if (!keep.has(number)) thumbs.delete(number);
   const existing = new Map([...strip.children].map((el) => [el.dataset.part, el]));
   const children = wanted.map((part) => {
     let el = existing.get(String(part.part));
@@ -124,10 +156,20 @@ function showHistory(history) {
       el.className = `thumb ${part.error ? "NG" : part.verdict}`;
       el.dataset.part = String(part.part);
       el.title = `seq ${part.seq} ${part.verdict}${part.error ? ` (${part.error})` : ""} · ${clock(part.t_capture)}`;
-      const src = part.has_frame ? imageUrl(station, part, "frame.jpg", viewId)
-        : part.has_map ? imageUrl(station, part, "map.png", viewId) : null;
-      el.innerHTML = `${src ? `<img alt="" src="${src}">` : '<div class="noimg"></div>'}`
-        + `<span class="tag">${part.error ? "NG" : part.verdict} ${part.seq}</span>`;
+      let picture = thumbs.get(part.part);
+      if (!picture && (part.has_frame || part.has_map)) {
+        picture = thumbCanvas(part);
+        thumbs.set(part.part, picture);
+        const url = imageUrl(station, part, part.has_frame ? "frame.jpg" : "map.png", viewId);
+        fetchBitmap(url).then((bitmap) => fillThumb(picture, bitmap)).catch(() => {});
+      }
+      if (picture) {
+        picture.className = "pic";
+        el.append(picture);
+      } else {
+        el.insertAdjacentHTML("beforeend", '<div class="noimg"></div>');
+      }
+      el.insertAdjacentHTML("beforeend", `<span class="tag">${part.error ? "NG" : part.verdict} ${part.seq}</span>`);
       el.addEventListener("click", () => openZoom(part));
     }
     return el;
@@ -168,20 +210,28 @@ async function drawUpdate({ header, frame, map }) {
     $("held").hidden = false;
     showVerdict(ng);
     if (state.latest && state.latest.part === ng.part) {
-      drawPart(main, ng, ...(await Promise.all([decode(frame, "image/jpeg"), decode(map, "image/png")])));
+      const [frameBitmap, mapBitmap] = await Promise.all([decode(frame, "image/jpeg"), decode(map, "image/png")]);
+      drawPart(main, ng, frameBitmap, mapBitmap);
+      rememberThumb(ng, frameBitmap);
     } else {
       await drawStored(main, station, ng, viewId);  // the NG itself was skipped on the way: fetch it
     }
   }
   if (held) {
+    showHistory(state.history);
     const more = ng ? state.history.filter((p) => p.verdict === "NG" && p.part > held.part).length : 0;
     $("held-text").textContent = `holding NG seq ${held.seq} (${clock(held.t_capture)})`
       + `${more ? ` · ${more} more NG since` : ""}`;
     return;
   }
   const part = state.latest;
-  if (!part || part.part === edgeView.lastDrawnPart) return;
+  if (!part || part.part === edgeView.lastDrawnPart) {
+    showHistory(state.history);
+    return;
+  }
   const [frameBitmap, mapBitmap] = await Promise.all([decode(frame, "image/jpeg"), decode(map, "image/png")]);
+  rememberThumb(part, frameBitmap);
+  showHistory(state.history);
   if (held) return;  // held while decoding
   drawPart(main, part, frameBitmap, mapBitmap);
   showVerdict(part);
