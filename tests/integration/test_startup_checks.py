@@ -126,6 +126,7 @@ def test_a_streak_of_error_frames_raises_a_status_and_its_end_another(tmp_path):
         assert daemon.wait() == 0, daemon.log_tail()
     streaks = [(m["error_frames_in_row"], m["reason"]) for m in daemon.of("status")]
     assert len(streaks) == 2 and streaks[0][0] == 3 and "a2.png" in streaks[0][1] and streaks[1] == (0, None)
+    assert [m["subject"] for m in daemon.of("status")] == ["errors", "errors"]  # not news about the camera
     assert [m["error"] is not None for m in daemon.of("verdict")] == [True, True, True, False]
 
 
