@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,12 +67,25 @@ def split_train_validation(images: Sequence[Path], val_fraction: float = 0.1, se
 
 
 def load_input(path: Path, spec: InputSpec) -> np.ndarray:
-    """The ``1x3xHxW`` float32 graph input for the image file ``path``."""
+    """The ``Nx3xHxW`` float32 graph input for the image file ``path`` (N = 1 except for tiles)."""
     try:
         image = read_image(path)
     except ImageReadError as exc:
         raise DatasetError(f"cannot use training image {path}: {exc}") from exc
     return preprocess(image, spec)
+
+
+def load_windows(path: Path, spec: InputSpec) -> tuple[np.ndarray, float, float]:
+    """The ``Nx3xHxW`` graph inputs of ``path`` (N windows under the spec's resize rule) and the
+    seconds spent decoding and preprocessing it."""
+    started = time.perf_counter()
+    try:
+        image = read_image(path)
+    except ImageReadError as exc:
+        raise DatasetError(f"cannot use training image {path}: {exc}") from exc
+    decoded = time.perf_counter()
+    windows = preprocess(image, spec)
+    return windows, decoded - started, time.perf_counter() - decoded
 
 
 def iter_batches(paths: Sequence[Path], spec: InputSpec, batch_size: int) -> Iterator[np.ndarray]:

@@ -8,25 +8,24 @@ bundle on a line can be traced back to the exact images behind its memory bank.
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import logging
-import math
 import platform
+import resource
 import time
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
-import torchvision
 import yaml
-from tqdm import tqdm
 
 from edge.model.preprocess import InputSpec
 from edge.ops.atomicfile import write_atomic
 from training.backbones import BACKBONES
-from training.coreset import subsample
-from training.data import iter_batches, list_train_images, split_train_validation
+from training.coreset import CoresetSampler
+from training.data import list_train_images, split_train_validation
+from training.embedding import DEFAULT_BATCH_SIZE, iter_embeddings, memory_bank
 from training.patchcore import PatchCore, PatchCoreConfig
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ def fit(
     val_fraction: float = 0.1,
     seed: int = 0,
     device: str = "auto",
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     max_images: int | None = None,
     progress: bool = True,
 ) -> Path:
@@ -91,16 +90,12 @@ def fit(
     model = PatchCore(config).to(torch_device).eval()
     timings["setup"] = time.perf_counter() - started
 
-    tick = time.perf_counter()
-    embeddings = embed_images(model, train_images, spec, batch_size, progress)
-    timings["embedding"] = time.perf_counter() - tick
-    log.info("embedded %s images into %s patches of dimension %s", len(train_images), *embeddings.shape)
-
-    tick = time.perf_counter()
-    bank = subsample(embeddings, config.coreset_ratio, seed=seed, progress=progress)
+    sampler = CoresetSampler(config.coreset_ratio, seed=seed)
+    bank, bank_seconds = memory_bank(model, train_images, spec, sampler, batch_size, progress)
+    detail = bank_seconds.pop("detail")
+    timings.update(bank_seconds)
     model.set_memory_bank(bank)
-    timings["coreset"] = time.perf_counter() - tick
-    log.info("memory bank: %s x %s", *bank.shape)
+    log.info("memory bank: %s x %s from %s patches", *bank.shape, sampler.rows_seen)
 
     tick = time.perf_counter()
     out = Path(out_dir).expanduser().resolve()
@@ -119,11 +114,13 @@ def fit(
         "seed": seed,
         "device": str(torch_device),
         "seconds": {k: round(v, 3) for k, v in timings.items()},
+        "seconds_detail": detail,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "versions": {
             "python": platform.python_version(),
             "torch": str(torch.__version__),
-            "torchvision": str(torchvision.__version__),
-            "timm": str(timm.__version__),
+            "torchvision": _version("torchvision"),
+            "timm": _version("timm"),
         },
         "memory_bank_shape": [int(v) for v in bank.shape],
     }
@@ -132,17 +129,24 @@ def fit(
     return out
 
 
-def embed_images(model: PatchCore, paths: list[Path], spec: InputSpec, batch_size: int = 8,
+def embed_images(model: PatchCore, paths: list[Path], spec: InputSpec, batch_size: int = DEFAULT_BATCH_SIZE,
                  progress: bool = True) -> torch.Tensor:
-    """Patch embeddings ``(len(paths) * h * w, D)`` of the images, on the model's device."""
-    device = model.blur_kernel.device
-    chunks: list[torch.Tensor] = []
-    total = math.ceil(len(paths) / batch_size)
-    with torch.no_grad():
-        for batch in tqdm(iter_batches(paths, spec, batch_size), total=total, desc="embedding", unit="batch",
-                          disable=not progress):
-            chunks.append(model.embed(torch.from_numpy(batch).to(device)))
-    return torch.cat(chunks)
+    """Patch embeddings ``(windows * h * w, D)`` of the images (CPU), all kept (for studies)."""
+    chunks = list(iter_embeddings(model, paths, spec, batch_size, progress))
+    return torch.cat([c.reshape(-1, c.shape[-1]) for c in chunks])
+
+
+def _version(dist: str) -> str:
+    """A package's version without importing it (timm alone costs a second of start-up)."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def save_model(out: Path, model: PatchCore, spec: InputSpec) -> Path:

@@ -3,7 +3,10 @@
 :class:`Inspector` is the single inference path of the project. The daemon uses it for every
 frame; calibration and evaluation use it on held-out images, so the thresholds are set on exactly
 the code and graph that will be deployed. :meth:`Inspector.run` gives raw scores (calibration
-needs them before any threshold exists); :meth:`Inspector.inspect` adds the decision.
+needs them before any threshold exists); :meth:`Inspector.inspect` adds the decision. The map it
+returns always covers the frame, whatever the bundle's resize rule: letterbox padding is cropped
+off and tiles are stitched back (:mod:`edge.model.layout`), so the score is never taken from
+padding and the region boxes, the archived map and the live view land on the part in frame pixels.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import numpy as np
 
 from edge.model.bundle import Bundle, BundleError
 from edge.model.engines import RuntimeOptions, create_backend
-from edge.model.preprocess import preprocess
+from edge.model.layout import FrameLayout, map_to_frame, stitch
+from edge.model.preprocess import prepare
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +46,27 @@ class Region:
 
 @dataclass
 class RawResult:
-    """The graph's outputs for one image, before any decision."""
+    """The graph's outputs for one image, before any decision.
+
+    ``anomaly_map`` covers the frame (stitched, padding cropped) at the map stride; ``cell`` is
+    how many frame pixels one of its cells spans (vertical, horizontal).
+    """
 
     score: float
     anomaly_map: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
+    layout: FrameLayout | None = None
+    stride: int = 1
+
+    @property
+    def cell(self) -> tuple[float, float] | None:
+        return None if self.layout is None else self.layout.frame_per_cell(self.stride)
+
+    def frame_map(self) -> np.ndarray:
+        """The anomaly map resampled to the frame's pixels."""
+        if self.layout is None:
+            raise ValueError("no layout recorded for this result")
+        return map_to_frame(self.anomaly_map, self.layout, self.stride)
 
 
 @dataclass
@@ -61,6 +81,7 @@ class Inspection:
     regions: list[Region]
     anomaly_map: np.ndarray
     timings_ms: dict[str, float]
+    raw: RawResult | None = None
 
     def map_png(self) -> bytes:
         """The anomaly map as an 8-bit PNG, scaled so that the pixel threshold is mid-grey."""
@@ -76,21 +97,27 @@ def normalize(score: np.ndarray | float, threshold: float) -> np.ndarray:
     return np.clip(0.5 * np.asarray(score, dtype=np.float32) / np.float32(threshold), 0.0, 1.0)
 
 
-def find_regions(anomaly_map: np.ndarray, threshold: float, image_shape: tuple[int, ...]) -> list[Region]:
-    """Bounding boxes of the map above ``threshold``, scaled to ``image_shape`` (largest peak first)."""
+def find_regions(anomaly_map: np.ndarray, threshold: float, image_shape: tuple[int, ...],
+                 cell: tuple[float, float] | None = None) -> list[Region]:
+    """Bounding boxes of the map above ``threshold`` in frame pixels (largest peak first).
+
+    ``cell`` is the frame pixels one map cell spans (vertical, horizontal); by default the map is
+    taken to cover ``image_shape`` exactly. Boxes are clipped to the frame.
+    """
     mask = (anomaly_map > threshold).astype(np.uint8)
     if not mask.any():
         return []
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    sy = image_shape[0] / anomaly_map.shape[0]
-    sx = image_shape[1] / anomaly_map.shape[1]
+    sy, sx = cell or (image_shape[0] / anomaly_map.shape[0], image_shape[1] / anomaly_map.shape[1])
+    height, width = int(image_shape[0]), int(image_shape[1])
     regions = []
     for label in range(1, count):
         x, y, w, h, area = (int(v) for v in stats[label])
         peak = float(anomaly_map[y : y + h, x : x + w][labels[y : y + h, x : x + w] == label].max())
+        left, top = min(int(x * sx), width - 1), min(int(y * sy), height - 1)
         regions.append(
             Region(
-                x=int(x * sx), y=int(y * sy), w=max(1, round(w * sx)), h=max(1, round(h * sy)),
+                x=left, y=top, w=max(1, min(round(w * sx), width - left)), h=max(1, min(round(h * sy), height - top)),
                 area=max(1, round(area * sx * sy)), peak=peak,
             )
         )
@@ -116,13 +143,23 @@ class Inspector:
         self._channels_warned = False
 
     def run(self, image: np.ndarray) -> RawResult:
-        """Raw anomaly map (model resolution) and image score for a gray or BGR ``uint8`` image."""
+        """Raw anomaly map (covering the frame, at the map stride) and image score for a gray or BGR
+        ``uint8`` image."""
         t0 = time.perf_counter()
-        tensor = preprocess(image, self.bundle.spec)
+        prepared = prepare(image, self.bundle.spec)
         t1 = time.perf_counter()
-        anomaly_map, score = self.backend.run(tensor)
+        maps, scores = self.backend.run(prepared.tensor)
         t2 = time.perf_counter()
-        return RawResult(score, anomaly_map, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3})
+        layout = prepared.layout
+        if layout.is_identity_crop:
+            anomaly_map, score = maps[0], float(scores[0])
+        else:  # the frame's map and its maximum, never a padded cell
+            anomaly_map = stitch(maps, layout)
+            score = float(anomaly_map.max())
+        stride = self.bundle.spec.height // maps.shape[1]
+        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+                   "postprocess": (time.perf_counter() - t2) * 1e3}  # stitching, when tiled or padded
+        return RawResult(score, anomaly_map, timings, layout, stride)
 
     def _check_channels(self, image: np.ndarray) -> None:
         """Warn once when a grayscale frame meets a colour-trained bundle, or the reverse: scored, but not alike."""
@@ -146,9 +183,9 @@ class Inspector:
         raw = self.run(image)
         t0 = time.perf_counter()
         verdict = "NG" if raw.score > thresholds.image else "OK"
-        regions = find_regions(raw.anomaly_map, thresholds.pixel, image.shape)
+        regions = find_regions(raw.anomaly_map, thresholds.pixel, image.shape, raw.cell)
         timings = dict(raw.timings_ms)
-        timings["postprocess"] = (time.perf_counter() - t0) * 1e3
+        timings["postprocess"] += (time.perf_counter() - t0) * 1e3
         return Inspection(
             score=raw.score,
             normalized_score=float(normalize(raw.score, thresholds.image)),
@@ -158,4 +195,5 @@ class Inspector:
             regions=regions,
             anomaly_map=raw.anomaly_map,
             timings_ms=timings,
+            raw=raw,
         )

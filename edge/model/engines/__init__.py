@@ -1,7 +1,7 @@
 """Inference backends: the one place that knows how to execute a bundle's graph.
 
-Each backend takes the preprocessed ``1x3xHxW`` tensor and returns the raw anomaly map and image
-score. Which backend runs is a name looked up in :data:`BACKENDS`; the rest of the runtime never
+Each backend takes the preprocessed ``Nx3xHxW`` windows of a frame (N = 1 except for tiles) and
+returns their raw anomaly maps and scores. Which backend runs is a name looked up in :data:`BACKENDS`; the rest of the runtime never
 names a particular engine. The default comes from the bundle's graph format, a row of the formats
 table in :mod:`edge.model.formats` (:data:`DEFAULT_BACKEND`: an ONNX graph runs on onnxruntime, an
 OpenVINO IR on OpenVINO; each engine lists the formats it can run), and the daemon config,

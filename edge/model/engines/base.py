@@ -32,12 +32,15 @@ class RuntimeOptions:
 
 
 class Backend(Protocol):
-    """Runs a bundle's graph on one preprocessed tensor."""
+    """Runs a bundle's graph on the preprocessed windows of one frame."""
 
     name: str
 
-    def run(self, tensor: np.ndarray) -> tuple[np.ndarray, float]:
-        """Return ``(anomaly_map HxW float32, image score)``."""
+    def run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(anomaly maps (N, h, w) float32, scores (N,))`` for ``N x 3 x H x W`` inputs.
+
+        N is 1 except for tiled inputs; a graph with a fixed batch of 1 is run once per window.
+        """
         ...
 
     def settings(self) -> dict[str, object]:
@@ -56,3 +59,8 @@ def check_map_shape(bundle: Bundle, graph_shape: list[object]) -> None:
     if len(graph) == 2 and all(isinstance(v, int) for v in graph) and graph != declared:
         raise BundleError(f"{bundle.graph_path}: graph outputs a {graph[0]}x{graph[1]} anomaly map but "
                           f"bundle.yaml declares {declared[0]}x{declared[1]}")
+
+
+def static_batch(shape: list[object]) -> int | None:
+    """The graph input's fixed batch size, or None when it is dynamic."""
+    return shape[0] if shape and isinstance(shape[0], int) else None

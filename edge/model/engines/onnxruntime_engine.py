@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from edge.model.bundle import Bundle, BundleError
-from edge.model.engines.base import RuntimeOptions, check_map_shape
+from edge.model.engines.base import RuntimeOptions, check_map_shape, static_batch
 from edge.model.formats import GraphFormat
 
 log = logging.getLogger(__name__)
@@ -36,17 +36,21 @@ class OnnxRuntimeBackend:
             raise BundleError(f"{bundle.graph_path}: onnxruntime cannot load the graph ({exc})") from exc
         self._input = bundle.input_name
         self._outputs = list(bundle.output_names)
-        names = {i.name for i in self._session.get_inputs()}
-        if self._input not in names:
-            raise BundleError(f"{bundle.graph_path}: graph has no input named {self._input!r} (has {sorted(names)})")
+        inputs = {i.name: list(i.shape) for i in self._session.get_inputs()}
+        if self._input not in inputs:
+            raise BundleError(f"{bundle.graph_path}: graph has no input named {self._input!r} (has {sorted(inputs)})")
+        self._batch = static_batch(inputs[self._input])
         shapes = {o.name: list(o.shape) for o in self._session.get_outputs()}
         check_map_shape(bundle, shapes.get(self._outputs[0], []))
         self.threads = options.threads
         log.debug("onnxruntime session for %s (threads=%s)", bundle.graph_path, options.threads)
 
-    def run(self, tensor: np.ndarray) -> tuple[np.ndarray, float]:
+    def run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._batch is not None and tensor.shape[0] != self._batch:
+            parts = [self.run(tensor[i : i + 1]) for i in range(tensor.shape[0])]
+            return np.concatenate([m for m, _ in parts]), np.concatenate([s for _, s in parts])
         anomaly_map, score = self._session.run(self._outputs, {self._input: tensor})
-        return anomaly_map.reshape(anomaly_map.shape[-2:]), float(np.asarray(score).reshape(-1)[0])
+        return anomaly_map.reshape(-1, *anomaly_map.shape[-2:]), np.asarray(score, np.float64).reshape(-1)
 
     def settings(self) -> dict[str, object]:
         return {"backend": self.name, "intra_op_threads": self.threads or "default (one per core)",

@@ -19,7 +19,7 @@ import numpy as np
 from edge.configfields import systemd_state_directory
 from edge.extras import MissingExtra, require
 from edge.model.bundle import Bundle, BundleError
-from edge.model.engines.base import RuntimeOptions, check_map_shape
+from edge.model.engines.base import RuntimeOptions, check_map_shape, static_batch
 from edge.model.formats import GraphFormat
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ class OpenVinoBackend:
         if bundle.input_name not in names:
             raise BundleError(f"{bundle.graph_path}: graph has no input named {bundle.input_name!r} (has {sorted(names)})")
         self._input = bundle.input_name
+        input_shape = self._compiled.input(self._input).get_partial_shape()
+        self._batch = static_batch([d.get_length() if d.is_static else None for d in input_shape])
         self._map_port = self._compiled.output(bundle.output_names[0])
         map_shape = self._map_port.get_partial_shape()
         check_map_shape(bundle, [d.get_length() if d.is_static else None for d in map_shape])
@@ -72,12 +74,16 @@ class OpenVinoBackend:
         self.threads = int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
         log.debug("OpenVINO model for %s (%s)", bundle.graph_path, self.settings())
 
-    def run(self, tensor: np.ndarray) -> tuple[np.ndarray, float]:
+    def run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._batch is not None and tensor.shape[0] != self._batch:
+            parts = [self.run(tensor[i : i + 1]) for i in range(tensor.shape[0])]
+            return np.concatenate([m for m, _ in parts]), np.concatenate([s for _, s in parts])
         self._request.infer({self._input: tensor}, share_inputs=True)
         anomaly_map = self._request.get_tensor(self._map_port).data
         score = self._request.get_tensor(self._score_port).data
         # The request reuses its output buffers: copy the map out before the next frame.
-        return np.array(anomaly_map.reshape(anomaly_map.shape[-2:]), copy=True), float(score.reshape(-1)[0])
+        return (np.array(anomaly_map.reshape(-1, *anomaly_map.shape[-2:]), copy=True),
+                np.asarray(score, np.float64).reshape(-1))
 
     def settings(self) -> dict[str, object]:
         return {"backend": self.name, "inference_threads": self.threads, "hint": self.options.hint,

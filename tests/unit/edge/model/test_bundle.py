@@ -94,8 +94,8 @@ def test_missing_bundle_yaml_and_garbage_yaml_are_refused(bundle_copy, tmp_path)
 
 
 def test_unsupported_input_spec_is_refused_by_field(bundle_copy):
-    edit(bundle_copy, lambda m: m["input"].update(resize="letterbox"))
-    assert "input.resize: Input should be 'stretch' (got 'letterbox')" in refusal(bundle_copy)
+    edit(bundle_copy, lambda m: m["input"].update(resize="crop"))
+    assert "input.resize: Input should be 'stretch', 'letterbox' or 'tile' (got 'crop')" in refusal(bundle_copy)
 
 
 def test_write_is_atomic_and_leaves_no_temp_files(bundle_copy):
