@@ -145,19 +145,22 @@ class CoresetSampler:
     k-center candidates (``oversample * ratio`` of its rows, bounded so that at most ``max_rows``
     are kept for ``expected_chunks`` chunks); ``finish`` runs the greedy selection over all
     candidates and returns ``ratio`` of every row seen. Selection is seeded and deterministic.
-    ``oversample=None`` keeps every row (the plain, single-stage algorithm). Should the candidates
+    ``oversample=None`` keeps every row (the plain, single-stage algorithm); ``chunk_rows`` splits
+    each chunk into strips of about that many rows before preselection. Should the candidates
     outgrow ``max_rows`` (a very large data set), they are compacted to half of it by the same
     greedy selection, so memory stays bounded whatever the number of images.
     """
 
     def __init__(self, ratio: float, *, seed: int = 0, oversample: float | None = DEFAULT_OVERSAMPLE,
-                 projection_dim: int = DEFAULT_PROJECTION_DIM, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+                 projection_dim: int = DEFAULT_PROJECTION_DIM, max_rows: int = DEFAULT_MAX_ROWS,
+                 chunk_rows: int | None = None) -> None:
         if not 0.0 < ratio <= 1.0:
             raise ValueError(f"coreset ratio must be in (0, 1], got {ratio}")
         self.ratio = ratio
         self.oversample = oversample
         self.projection_dim = projection_dim
         self.max_rows = max_rows
+        self.chunk_rows = chunk_rows
         self.candidates_seen = 0
         self.generator = torch.Generator().manual_seed(seed)
         self.matrix: torch.Tensor | None = None
@@ -179,6 +182,10 @@ class CoresetSampler:
             raise ValueError(f"expected (chunks, rows, dim) embeddings, got shape {tuple(chunks.shape)}")
         started = time.perf_counter()
         count, rows, dim = (int(v) for v in chunks.shape)
+        if self.chunk_rows and rows > self.chunk_rows:  # split each image's rows into strips
+            parts = next(p for p in range(rows // self.chunk_rows, 0, -1) if rows % p == 0)
+            chunks = chunks.reshape(count * parts, rows // parts, dim)
+            count, rows = count * parts, rows // parts
         if self.matrix is None and not self._kept:
             self.matrix = projection_matrix(dim, self.projection_dim, self.generator)
         chunks = chunks.to(torch.float32)

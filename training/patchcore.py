@@ -208,12 +208,15 @@ class PatchCore(nn.Module):
         return F.conv2d(scores, kernel.view(1, 1, -1, 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.patch_features(x)
+        return self.score_patches(self.patch_features(x), (int(x.shape[-2]), int(x.shape[-1])))
+
+    def score_patches(self, features: torch.Tensor, input_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Anomaly maps and scores from patch features ``(B, D, h, w)`` of inputs of ``input_size``."""
         batch, dim, height, width = features.shape
         queries = features.permute(0, 2, 3, 1).reshape(-1, dim)
         distances = nearest_distance(queries, self.memory_bank, self.memory_bank_sq_norms, self.config.chunk_size)
         anomaly_map = distances.reshape(batch, 1, height, width)
-        map_size = (x.shape[-2] // self.config.map_stride, x.shape[-1] // self.config.map_stride)
+        map_size = (input_size[0] // self.config.map_stride, input_size[1] // self.config.map_stride)
         if (height, width) != map_size:
             anomaly_map = F.interpolate(anomaly_map, size=map_size, mode="bilinear", align_corners=False)
         anomaly_map = self.blur(anomaly_map)
