@@ -70,10 +70,8 @@ def _fmt(value: Any) -> str:
 
 def spec_for(config: PatchCoreConfig, settings: FitSettings) -> InputSpec:
     """The input spec of a sweep point: the backbone's normalisation and the settings' resize rule."""
-    spec = replace(input_spec_for(config), resize=settings.resize, pad=settings.pad, tile_scale=settings.tile_scale,
-                   tile_overlap=settings.tile_overlap)
-    spec.check()
-    return spec
+    return input_spec_for(config).with_values(resize=settings.resize, pad=settings.pad, tile_scale=settings.tile_scale,
+                                              tile_overlap=settings.tile_overlap)
 
 
 def fit_in_memory(settings: FitSettings, data_dir: Path,

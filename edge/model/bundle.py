@@ -27,6 +27,7 @@ import yaml
 from pydantic import ValidationError
 
 from edge.model.formats import GraphFormat
+from edge.model.layout import WINDOW_ALIGN
 from edge.model.manifest import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, BundleManifest, Thresholds
 from edge.model.preprocess import InputSpec
 from edge.ops.atomicfile import write_atomic
@@ -165,6 +166,9 @@ def _check_map_shape(where: Path, manifest: BundleManifest) -> None:
     if spec.height % height or spec.width % width or spec.height // height != spec.width // width:
         raise BundleError(f"{where}: outputs.anomaly_map.shape {list(shape)} is not the input size "
                           f"{spec.height}x{spec.width} divided by one stride")
+    if spec.resize != "stretch" and WINDOW_ALIGN % (spec.height // height):
+        raise BundleError(f"{where}: resize {spec.resize} needs a map stride dividing {WINDOW_ALIGN} (window offsets "
+                          f"are multiples of it), got {spec.height // height}")
 
 
 def _check_files(root: Path, manifest: BundleManifest, verify_hashes: bool) -> None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validato
 from edge.model.layout import FrameLayout, plan
 
 RESIZE_INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
+DEFAULT_TILE_OVERLAP = 32
 PAD_MODES = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,13 +50,16 @@ class InputSpec(BaseModel):
         "ignoring the aspect ratio; letterbox = scale by one factor to fit, centre, pad the rest (the pad is "
         "cropped off the map again); tile = scale by tile_scale and cut overlapping height x width windows, "
         "run as one batch and stitched back.")
-    pad: Literal["replicate", "reflect", "constant"] = Field(
-        "replicate", description="What fills a letterbox or tile window beyond the frame: the frame's border "
-        "pixels repeated, mirrored (reflect, border not repeated), or pad_value gray (constant).")
-    pad_value: int = Field(0, ge=0, le=255, description="Gray value of constant padding.")
-    tile_scale: float = Field(1.0, ge=0.01, le=16.0, description="tile: input pixels per frame pixel (1.0: native "
-                              "resolution, 0.5: half).")
-    tile_overlap: int = Field(32, ge=0, description="tile: least overlap of neighbouring windows, input pixels.")
+    # The fields below matter to letterbox and tile only; absent (None) they take the defaults named,
+    # so bundles written before they existed read and rewrite unchanged.
+    pad: Literal["replicate", "reflect", "constant"] | None = Field(
+        None, description="What fills a letterbox or tile window beyond the frame: the frame's border "
+        "pixels repeated (replicate, the default), mirrored (reflect), or pad_value gray (constant).")
+    pad_value: int | None = Field(None, ge=0, le=255, description="Gray value of constant padding (default 0).")
+    tile_scale: float | None = Field(None, ge=0.01, le=16.0, description="tile: input pixels per frame pixel "
+                                     "(default 1.0: native resolution; 0.5: half).")
+    tile_overlap: int | None = Field(None, ge=0, description="tile: least overlap of neighbouring windows in input "
+                                     "pixels (default 32).")
     interpolation: Literal["linear", "area"] = Field(
         "linear", description="OpenCV interpolation of the resize (linear = INTER_LINEAR, area = INTER_AREA).")
     grayscale: Literal["replicate"] = Field(
@@ -81,9 +85,17 @@ class InputSpec(BaseModel):
 
     @model_validator(mode="after")
     def _overlap_below_half_the_window(self) -> InputSpec:
-        if self.tile_overlap >= min(self.height, self.width) // 2:
-            raise ValueError(f"tile_overlap {self.tile_overlap} must be below half the input size")
+        if self.resize == "tile" and self.overlap >= min(self.height, self.width) // 2:
+            raise ValueError(f"tile_overlap {self.overlap} must be below half the input size")
         return self
+
+    @property
+    def overlap(self) -> int:
+        return DEFAULT_TILE_OVERLAP if self.tile_overlap is None else self.tile_overlap
+
+    @property
+    def window_scale(self) -> float:
+        return 1.0 if self.tile_scale is None else self.tile_scale
 
     def check(self) -> None:
         """Refuse specs this runtime cannot honour, naming the field (construction already did; kept for callers)."""
@@ -113,8 +125,8 @@ class Prepared:
 
 def layout_for(shape: tuple[int, ...], spec: InputSpec) -> FrameLayout:
     """The layout of a frame of ``shape`` (height, width, ...) under ``spec``'s resize rule."""
-    return plan((int(shape[0]), int(shape[1])), (spec.height, spec.width), spec.resize, spec.tile_scale,
-                spec.tile_overlap)
+    return plan((int(shape[0]), int(shape[1])), (spec.height, spec.width), spec.resize, spec.window_scale,
+                spec.overlap)
 
 
 def prepare(image: np.ndarray, spec: InputSpec) -> Prepared:
@@ -135,8 +147,8 @@ def prepare(image: np.ndarray, spec: InputSpec) -> Prepared:
     bottom = max(0, max(t for t, _ in layout.windows) + spec.height - layout.scaled[0])
     right = max(0, max(c for _, c in layout.windows) + spec.width - layout.scaled[1])
     if top or left or bottom or right:
-        value = (spec.pad_value,) * (1 if image.ndim == 2 else 3)
-        image = cv2.copyMakeBorder(image, top, bottom, left, right, PAD_MODES[spec.pad], value=value)
+        value = (spec.pad_value or 0,) * (1 if image.ndim == 2 else 3)
+        image = cv2.copyMakeBorder(image, top, bottom, left, right, PAD_MODES[spec.pad or "replicate"], value=value)
     rgb = to_rgb(image)
     # Fold scale, mean and std into one multiply-add per channel.
     std = np.asarray(spec.std, dtype=np.float32)

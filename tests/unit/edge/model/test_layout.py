@@ -91,7 +91,7 @@ def test_region_boxes_use_the_cell_size_of_the_layout():
 
 
 def test_unknown_rules_and_bad_tile_settings_are_refused():
-    with pytest.raises(ValueError, match="resize rule"):
+    with pytest.raises(ValueError, match="resize"):
         InputSpec(resize="crop").check()
     with pytest.raises(ValueError, match="tile_overlap"):
         InputSpec(resize="tile", tile_overlap=200).check()
