@@ -1,10 +1,9 @@
 """Scoring a fitted torch PatchCore on a labelled test set the way ``edge-eval`` scores a bundle.
 
 A sweep over dozens of settings cannot export, calibrate and benchmark every point, so the studies
-score the torch model directly, through the edge's own geometry: :func:`edge.model.preprocess.prepare`
-makes the windows, the model's fast embedding path and its own post-processing make the maps,
-:func:`edge.model.layout.stitch` and :func:`~edge.model.layout.map_to_frame` put them on the frame,
-and the AUROCs are :mod:`calibration.metrics`' over the same masks :mod:`calibration.evaluate` reads.
+score the torch model directly through :class:`training.scorer.TorchScorer` (the edge's own
+geometry around the torch model), and the AUROCs are over the same masks :mod:`calibration.evaluate` reads (image AUROC exact by
+:mod:`calibration.metrics`; pixel AUROC from score histograms, within 1e-4 of the exact figure).
 Export's parity check holds the graph to the torch model, so the figures carry over to the bundle
 (the chosen settings are then confirmed through the real pipeline). Test images are decoded once
 and kept in memory for all the points of a sweep.
@@ -13,23 +12,19 @@ and kept in memory for all the points of a sweep.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from calibration.dataset import GOOD, labelled_test_images
 from calibration.evaluate import mask_for
-from calibration.metrics import roc_auc
 from edge.model.imageio import read_image
-from edge.model.layout import map_to_frame, stitch
-from edge.model.preprocess import InputSpec, prepare
-from training.embedding import embedder_for
+from edge.model.preprocess import InputSpec
+from export.heldout import GOOD, labelled_test_images, roc_auc
 from training.patchcore import PatchCore
+from training.scorer import TorchScorer
 
 
 @dataclass
@@ -57,36 +52,6 @@ def load_test_set(data_dir: Path, every: int = 1) -> TestSet:
     return TestSet(images, [item.defect_type for item in chosen], masks, [item.path for item in chosen])
 
 
-class TorchScorer:
-    """Frame score and frame-pixel map of an image, as the Inspector computes them, from the torch model."""
-
-    def __init__(self, model: PatchCore, spec: InputSpec) -> None:
-        self.model = model.eval()
-        self.spec = spec
-        self._embed: Callable[[torch.Tensor], torch.Tensor] | None = None
-        self._grid: tuple[int, int] = (0, 0)
-
-    def __call__(self, image: np.ndarray) -> tuple[float, np.ndarray]:
-        prepared = prepare(image, self.spec)
-        x = torch.from_numpy(prepared.tensor)
-        with torch.no_grad():
-            if self._embed is None:
-                self._embed = embedder_for(self.model, x[:1])
-                self._grid = tuple(self.model.patch_features(x[:1]).shape[-2:])  # type: ignore[assignment]
-            rows = self._embed(x)
-            features = rows.reshape(x.shape[0], *self._grid, rows.shape[-1]).permute(0, 3, 1, 2)
-            maps, scores = self.model.score_patches(features, (self.spec.height, self.spec.width))
-        maps_np = maps.numpy()[:, 0]
-        layout = prepared.layout
-        stride = self.spec.height // maps_np.shape[1]
-        if layout.is_identity_crop:
-            frame, score = maps_np[0], float(scores[0])
-        else:
-            frame = stitch(maps_np, layout)
-            score = float(frame.max())
-        return score, map_to_frame(frame, layout, stride)
-
-
 def score_model(model: PatchCore, spec: InputSpec, test: TestSet, progress: bool = False) -> dict[str, Any]:
     """Image and pixel AUROC overall and per defect type, and the torch scoring time per image."""
     scorer = TorchScorer(model, spec)
@@ -99,23 +64,59 @@ def score_model(model: PatchCore, spec: InputSpec, test: TestSet, progress: bool
         maps.append(frame_map)
     seconds = time.perf_counter() - started
     labels = np.array([t != GOOD for t in test.types])
+    pixels = PixelHistograms(test, maps)
     result: dict[str, Any] = {"image_auroc": roc_auc(labels, np.array(scores)),
-                              "pixel_auroc": _pixel_auroc(test, maps, range(len(maps))),
+                              "pixel_auroc": pixels.auroc(range(len(maps))),
                               "ms_per_image": 1e3 * seconds / max(1, len(maps)), "per_type": {}}
     for defect in sorted(set(test.types) - {GOOD}):
         index = [i for i, t in enumerate(test.types) if t in (defect, GOOD)]
         result["per_type"][defect] = {
             "image_auroc": roc_auc(labels[index], np.array(scores)[index]),
-            "pixel_auroc": _pixel_auroc(test, maps, index),
+            "pixel_auroc": pixels.auroc(index),
         }
     result["scores"] = scores
     return result
 
 
-def _pixel_auroc(test: TestSet, maps: list[np.ndarray], index: Any) -> float:
-    chosen = [i for i in index if test.masks[i] is not None]
-    if not chosen:
+PIXEL_BINS = 1 << 16
+
+
+def binned_auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """ROC AUC from per-bin counts of positives and negatives (ties within a bin count half)."""
+    n_pos, n_neg = positive.sum(), negative.sum()
+    if n_pos == 0 or n_neg == 0:
         return float("nan")
-    labels = np.concatenate([test.masks[i].ravel() for i in chosen])  # type: ignore[union-attr]
-    values = np.concatenate([maps[i].ravel() for i in chosen])
-    return roc_auc(labels, values)
+    neg_below = np.concatenate(([0], np.cumsum(negative)[:-1]))
+    return float(np.sum(positive * (neg_below + 0.5 * negative)) / (float(n_pos) * float(n_neg)))
+
+
+class PixelHistograms:
+    """Per image, the counts of defect and good pixels per score bin (one pass; subsets add up).
+
+    Sorting 50 million pixels once per defect type was most of a sweep point's time; with the
+    scores in 65536 bins between the global minimum and maximum, AUROC over any subset of images is
+    a sum of histograms and differs from the exact one by less than 1e-4.
+    """
+
+    def __init__(self, test: TestSet, maps: list[np.ndarray]) -> None:
+        low = min(float(m.min()) for m in maps)
+        high = max(float(m.max()) for m in maps)
+        scale = (PIXEL_BINS - 1) / max(high - low, 1e-12)
+        self.positive: list[np.ndarray | None] = []
+        self.negative: list[np.ndarray | None] = []
+        for frame_map, mask in zip(maps, test.masks):
+            if mask is None:
+                self.positive.append(None)
+                self.negative.append(None)
+                continue
+            bins = ((frame_map.ravel() - low) * scale).astype(np.int64)
+            labels = mask.ravel()
+            self.positive.append(np.bincount(bins[labels], minlength=PIXEL_BINS))
+            self.negative.append(np.bincount(bins[~labels], minlength=PIXEL_BINS))
+
+    def auroc(self, index: Any) -> float:
+        chosen = [i for i in index if self.positive[i] is not None]
+        if not chosen:
+            return float("nan")
+        return binned_auroc(sum(self.positive[i] for i in chosen),  # type: ignore[arg-type, misc]
+                            sum(self.negative[i] for i in chosen))  # type: ignore[arg-type, misc]

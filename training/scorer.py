@@ -1,0 +1,50 @@
+"""Scoring images with the torch model exactly as the Inspector scores them with the exported graph.
+
+Tuning (``edge-train --tune``) and the studies compare many settings without exporting each one,
+so they need the bundle's figures from the torch model: the same windows
+(:func:`edge.model.preprocess.prepare`), the same stitching and frame mapping
+(:mod:`edge.model.layout`), the model's own post-processing, and the fast embedding path of
+:mod:`training.embedding` for the features. Export's parity check holds the graph to this model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from edge.model.layout import map_to_frame, stitch
+from edge.model.preprocess import InputSpec, prepare
+from training.embedding import embedder_for
+from training.patchcore import PatchCore
+
+
+class TorchScorer:
+    """Frame score and frame-pixel map of an image, as the Inspector computes them, from the torch model."""
+
+    def __init__(self, model: PatchCore, spec: InputSpec) -> None:
+        self.model = model.eval()
+        self.spec = spec
+        self._embed: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._grid: tuple[int, int] = (0, 0)
+
+    def __call__(self, image: np.ndarray) -> tuple[float, np.ndarray]:
+        prepared = prepare(image, self.spec)
+        x = torch.from_numpy(prepared.tensor)
+        with torch.no_grad():
+            if self._embed is None:
+                self._embed = embedder_for(self.model, x[:1])
+                self._grid = tuple(self.model.patch_features(x[:1]).shape[-2:])  # type: ignore[assignment]
+            rows = self._embed(x)
+            features = rows.reshape(x.shape[0], *self._grid, rows.shape[-1]).permute(0, 3, 1, 2)
+            maps, scores = self.model.score_patches(features, (self.spec.height, self.spec.width))
+        maps_np = maps.numpy()[:, 0]
+        layout = prepared.layout
+        stride = self.spec.height // maps_np.shape[1]
+        if layout.is_identity_crop:
+            frame, score = maps_np[0], float(scores[0])
+        else:
+            frame = stitch(maps_np, layout)
+            score = float(frame.max())
+        return score, map_to_frame(frame, layout, stride)
