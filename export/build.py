@@ -46,7 +46,8 @@ from edge.model.manifest import (
     SelfTest,
     TrainingRecord,
 )
-from edge.model.preprocess import InputSpec, preprocess
+from edge.model.layout import stitch
+from edge.model.preprocess import InputSpec, prepare
 from edge.model.selftest import SELFTEST_IMAGE
 from export.defaults import PARITY_IMAGES, PARITY_TOLERANCE
 from export.formats import needs_accuracy_guard, needs_calibration
@@ -131,7 +132,7 @@ def build_bundle(
     try:
         graph_name = "model.onnx"
         started = time.perf_counter()
-        export_onnx(model, spec.height, spec.width, staging / graph_name)
+        export_onnx(model, spec.height, spec.width, staging / graph_name, dynamic_batch=spec.resize == "tile")
         export_seconds = time.perf_counter() - started
         train_manifest = _write_train_manifest(staging, run)
         manifest = _bundle_manifest(run, spec, graph_name, train_manifest,
@@ -238,14 +239,20 @@ def check_parity(model: torch.nn.Module, bundle_dir: Path, run: dict[str, Any], 
     model = model.eval().cpu()
     for path in tqdm(paths, desc="parity", unit="img", leave=False):
         image = read_image(path)
+        prepared = prepare(image, bundle.spec)
         with torch.no_grad():
-            torch_map, torch_score = model(torch.from_numpy(preprocess(image, bundle.spec)))
-        torch_score_f = float(torch_score.reshape(-1)[0])
+            torch_maps, torch_scores = model(torch.from_numpy(prepared.tensor))
+        maps = torch_maps.numpy()[:, 0]
+        if prepared.layout.is_identity_crop:
+            torch_map, torch_score_f = maps[0], float(torch_scores.reshape(-1)[0])
+        else:  # the frame's map and score, as the Inspector makes them from the windows
+            torch_map = stitch(maps, prepared.layout)
+            torch_score_f = float(torch_map.max())
         raw = inspector.run(image)
         diff = abs(torch_score_f - raw.score)
         abs_diffs.append(diff)
         rel_diffs.append(diff / max(1.0, abs(torch_score_f)))
-        map_diffs.append(float(np.abs(torch_map.numpy().reshape(raw.anomaly_map.shape) - raw.anomaly_map).max()))
+        map_diffs.append(float(np.abs(torch_map - raw.anomaly_map).max()))
     return {
         "n_images": len(paths),
         "images": "validation split" if run.get("validation_images") else "training images",

@@ -21,10 +21,15 @@ INPUT_NAME = "image"
 OUTPUT_NAMES = ("anomaly_map", "score")
 
 
-def export_onnx(model: torch.nn.Module, height: int, width: int, path: Path) -> Path:
-    """Export ``model`` (eval mode, CPU) for a fixed ``1x3xHxW`` input into a single ``.onnx`` file."""
+def export_onnx(model: torch.nn.Module, height: int, width: int, path: Path, dynamic_batch: bool = False) -> Path:
+    """Export ``model`` (eval mode, CPU) for a ``1x3xHxW`` input into a single ``.onnx`` file.
+
+    ``dynamic_batch`` leaves the batch axis open, for tiled inputs whose window count varies with the
+    frame (the windows of one frame run as one batch); otherwise it is fixed at 1.
+    """
     model = model.eval().cpu()
-    example = torch.zeros(1, 3, height, width, dtype=torch.float32)
+    example = torch.zeros(2 if dynamic_batch else 1, 3, height, width, dtype=torch.float32)
+    dynamic = ({0: torch.export.Dim("windows", min=1, max=1024)},) if dynamic_batch else None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -35,6 +40,7 @@ def export_onnx(model: torch.nn.Module, height: int, width: int, path: Path) -> 
             output_names=list(OUTPUT_NAMES),
             opset_version=OPSET,
             dynamo=True,
+            dynamic_shapes=dynamic,
             external_data=False,
             verbose=False,
         )

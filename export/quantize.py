@@ -67,7 +67,8 @@ def calibration_set(run: dict[str, Any], spec: InputSpec, calib_dir: Path | None
     if not available:
         raise ValueError(f"no calibration images in {source}")
     chosen = select_calibration_images(available, count)
-    tensors = [preprocess(read_image(p), spec) for p in chosen]
+    # One tensor per window (a tiled frame gives several), each 1x3xHxW.
+    tensors = [window[None] for p in chosen for window in preprocess(read_image(p), spec)]
     record = CalibrationImages(
         source=source,
         n_available=len(available),

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # training.backbones.SUPPORTED_BACKBONES, named here so --help needs no torch (a test keeps the two equal).
 BACKBONE_NAMES = ("mobilenet_v2", "efficientnet_lite0", "resnet18", "wide_resnet50_2")
+# training.embedding.DEFAULT_BATCH_SIZE, likewise (windows per forward pass; small batches stay in cache).
+DEFAULT_BATCH_SIZE = 4
 
 
 class UserError(click.ClickException):
@@ -48,8 +50,10 @@ class OneLineErrorCommand(click.Command):
         sys.exit(result if isinstance(result, int) else 0)
 
 
-def parse_input_size(value: str) -> tuple[int, int]:
-    """``256`` -> (256, 256); ``HEIGHTxWIDTH`` -> (HEIGHT, WIDTH)."""
+def parse_input_size(value: str) -> tuple[int, int] | None:
+    """``auto`` -> None; ``256`` -> (256, 256); ``HEIGHTxWIDTH`` -> (HEIGHT, WIDTH)."""
+    if value.lower() == "auto":
+        return None
     parts = value.lower().split("x")
     try:
         sizes = [int(p) for p in parts]
@@ -73,15 +77,34 @@ def parse_input_size(value: str) -> tuple[int, int]:
               help="Fraction of training patches kept in the memory bank (edge latency grows with it).")
 @click.option("--map-stride", type=click.IntRange(min=1), show_default="PatchCoreConfig.map_stride",
               help="Input pixels per anomaly-map pixel (divides the input size); edge-export can change it later.")
-@click.option("--input-size", default="256", show_default=True,
-              help="Graph input size: N for NxN, or HEIGHTxWIDTH. Images are stretched to it.")
+@click.option("--input-size", default="auto", show_default=True,
+              help="Graph input size: N for NxN, HEIGHTxWIDTH, or auto (from the training images' sizes: 256x256 "
+              "for square frames and for frames of varying size, their aspect ratio for one non-square shape).")
+@click.option("--resize", default="auto", show_default=True,
+              type=click.Choice(["auto", "stretch", "letterbox", "tile"]),
+              help="How frames are fitted to the input: stretch (ignore aspect), letterbox (keep aspect, pad), tile "
+              "(fixed scale, overlapping windows run as one batch, for frames much larger than the input); auto: "
+              "letterbox for frames of one non-square shape, stretch otherwise (docs/accuracy.md).")
+@click.option("--tile-scale", type=click.FloatRange(min=0.01, max=16), default=None,
+              help="tile: input pixels per frame pixel (default: the median frame's longer side to 256).")
+@click.option("--layers", default="", help="Backbone layers to tap, comma-separated, shallow to deep "
+              "(default: the backbone's own pair).")
+@click.option("--pool-size", type=click.IntRange(min=1), show_default="PatchCoreConfig.pool_size (3)",
+              help="Side of the neighbourhood each patch feature is averaged over (odd).")
+@click.option("--sigma", type=click.FloatRange(min=0.1), show_default="PatchCoreConfig.sigma (4)",
+              help="Gaussian smoothing of the anomaly map, in input pixels.")
+@click.option("--tune", is_flag=True,
+              help="Choose input size, resize rule, layers, aggregation and coreset ratio among a few candidates by "
+              "held-out good images and synthetic defects; each candidate is exported and benchmarked (minutes).")
+@click.option("--max-latency-ms", type=click.FloatRange(min=0.1), default=None,
+              help="--tune: end-to-end p50 budget per frame on this machine (edge-inspect bench).")
 @click.option("--val-fraction", default=0.1, show_default=True, type=float,
               help="Fraction of good images set aside for validation (at least one), never in the bank.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for the split and the coreset.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
               help="Where to compute; auto uses CUDA when available.")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
-              help="Images per forward pass while extracting features.")
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1),
+              help="Windows per forward pass while extracting features (small batches stay in cache).")
 @click.option("--max-images", default=None, type=click.IntRange(min=1),
               help="Use at most N training images (quick trial runs).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars, warnings only.")
@@ -92,6 +115,13 @@ def main(
     coreset_ratio: float | None,
     map_stride: int | None,
     input_size: str,
+    resize: str,
+    tile_scale: float | None,
+    layers: str,
+    pool_size: int | None,
+    sigma: float | None,
+    tune: bool,
+    max_latency_ms: float | None,
     val_fraction: float,
     seed: int,
     device: str,
@@ -111,21 +141,31 @@ def main(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if max_latency_ms is not None and not tune:
+        raise UserError("--max-latency-ms is a budget for --tune; add --tune")
+    size = parse_input_size(input_size)
     with exit_if_missing("edge-train", "edge-train"):
         from training.backbones import BackboneWeightsError
         from training.data import DatasetError
+        from training.inputs import InputRule
         from training.patchcore import PatchCoreConfig
         from training.train import fit
+        from training.tune import TuneError, TuneOptions
 
         defaults = PatchCoreConfig()
         try:
             config = PatchCoreConfig(
-                backbone=backbone, input_size=parse_input_size(input_size),
+                backbone=backbone, layers=tuple(v for v in layers.split(",") if v),
+                input_size=size or defaults.input_size,
                 coreset_ratio=defaults.coreset_ratio if coreset_ratio is None else coreset_ratio,
-                map_stride=defaults.map_stride if map_stride is None else map_stride)
+                map_stride=defaults.map_stride if map_stride is None else map_stride,
+                pool_size=defaults.pool_size if pool_size is None else pool_size,
+                sigma=defaults.sigma if sigma is None else sigma)
+            rule = InputRule(size=size, resize=resize, tile_scale=tile_scale)
             out = fit(data_dir, out_dir, config, val_fraction=val_fraction, seed=seed, device=device,
-                      batch_size=batch_size, max_images=max_images, progress=not quiet)
-        except (DatasetError, BackboneWeightsError, ImageReadError, ValueError, OSError) as exc:
+                      batch_size=batch_size, max_images=max_images, progress=not quiet, input_rule=rule,
+                      tune_options=TuneOptions(max_latency_ms) if tune else None)
+        except (DatasetError, BackboneWeightsError, ImageReadError, TuneError, ValueError, OSError) as exc:
             raise UserError(str(exc)) from exc
     click.echo(str(out))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import logging
+import os
 import platform
 import resource
 import time
@@ -26,7 +27,9 @@ from training.backbones import BACKBONES
 from training.coreset import CoresetSampler
 from training.data import list_train_images, split_train_validation
 from training.embedding import DEFAULT_BATCH_SIZE, iter_embeddings, memory_bank
+from training.inputs import InputRule
 from training.patchcore import PatchCore, PatchCoreConfig
+from training.tune import TuneOptions, settle
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +72,32 @@ def fit(
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_images: int | None = None,
     progress: bool = True,
+    input_rule: InputRule | None = None,
+    tune_options: TuneOptions | None = None,
 ) -> Path:
     """Fit PatchCore on ``data_dir/train/good`` and write ``model.pt`` and ``run.yaml`` to ``out_dir``.
 
     The validation images set aside by the seeded split never enter the memory bank.
     ``max_images`` caps how many of the remaining images are used (for quick runs).
-    Returns ``out_dir``.
+    ``input_rule`` lets the input size and resize rule be chosen from the images
+    (:mod:`training.inputs`; None: the config's size, stretched), ``tune_options`` picks the settings
+    by synthetic defects under a latency budget (:mod:`training.tune`). Returns ``out_dir``.
     """
     config = (config or PatchCoreConfig()).resolved()
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
     torch_device = resolve_device(device)
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"startup": process_age()}
     started = time.perf_counter()
 
     data_root = Path(data_dir).expanduser().resolve()
     split = split_train_validation(list_train_images(data_root), val_fraction, seed)
     train_images = split.train[:max_images] if max_images else split.train
     spec = input_spec_for(config)
+    records: dict[str, Any] = {}
+    if input_rule is not None or tune_options is not None:
+        config, spec, records = settle(train_images, config, spec, input_rule or InputRule(), tune_options, seed,
+                                       progress)
     model = PatchCore(config).to(torch_device).eval()
     timings["setup"] = time.perf_counter() - started
 
@@ -123,6 +134,7 @@ def fit(
             "timm": _version("timm"),
         },
         "memory_bank_shape": [int(v) for v in bank.shape],
+        **records,
     }
     write_run_yaml(out, run)
     log.info("wrote %s (%s)", out, ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
@@ -142,6 +154,16 @@ def _version(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+def process_age() -> float:
+    """Seconds since this process started (interpreter start-up and imports), 0.0 where unknown."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def peak_rss_mb() -> float:

@@ -59,7 +59,7 @@ class InputSpec(BaseModel):
     tile_scale: float | None = Field(None, ge=0.01, le=16.0, description="tile: input pixels per frame pixel "
                                      "(default 1.0: native resolution; 0.5: half).")
     tile_overlap: int | None = Field(None, ge=0, description="tile: least overlap of neighbouring windows in input "
-                                     "pixels (default 32).")
+                                     "pixels (default 32, at most a quarter of the window).")
     interpolation: Literal["linear", "area"] = Field(
         "linear", description="OpenCV interpolation of the resize (linear = INTER_LINEAR, area = INTER_AREA).")
     grayscale: Literal["replicate"] = Field(
@@ -91,7 +91,9 @@ class InputSpec(BaseModel):
 
     @property
     def overlap(self) -> int:
-        return DEFAULT_TILE_OVERLAP if self.tile_overlap is None else self.tile_overlap
+        if self.tile_overlap is None:  # 32 pixels, or a quarter of a small window
+            return min(DEFAULT_TILE_OVERLAP, min(self.height, self.width) // 4)
+        return self.tile_overlap
 
     @property
     def window_scale(self) -> float:
