@@ -47,6 +47,13 @@ def perlin_noise(shape: tuple[int, int], cells: tuple[int, int], rng: np.random.
     return (top * (1 - v) + bottom * v) * np.sqrt(2)
 
 
+def _tone(rng: np.random.Generator) -> tuple[float, float]:
+    """A gain and offset at least 25 % / 15 levels away from leaving the pixels unchanged."""
+    gain = rng.uniform(0.5, 0.75) if rng.random() < 0.5 else rng.uniform(1.25, 1.5)
+    offset = rng.uniform(15, 40) * (1 if gain > 1 else -1)
+    return gain, offset
+
+
 def _area_bounds(shape: tuple[int, ...]) -> tuple[float, float]:
     area = shape[0] * shape[1]
     return 0.002 * area, 0.04 * area
@@ -71,7 +78,8 @@ def cutpaste(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> 
     donor = cv2.resize(donor, (width, height)) if donor.shape[:2] != (height, width) else donor
     sy, sx = rng.integers(0, height - ph), rng.integers(0, width - pw)
     patch = donor[sy : sy + ph, sx : sx + pw].astype(np.float32)
-    patch = patch * rng.uniform(0.6, 1.4) + rng.uniform(-30, 30)
+    gain, offset = _tone(rng)
+    patch = patch * gain + offset
     rot = cv2.getRotationMatrix2D((pw / 2, ph / 2), rng.uniform(-90, 90), rng.uniform(0.8, 1.25))
     patch = cv2.warpAffine(np.clip(patch, 0, 255).astype(np.uint8), rot, (pw, ph), borderMode=cv2.BORDER_REFLECT)
     ty, tx = rng.integers(0, height - ph), rng.integers(0, width - pw)
@@ -98,7 +106,8 @@ def perlin_blemish(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
             break
     shift = (int(rng.integers(-width // 4, width // 4 + 1)), int(rng.integers(-height // 4, height // 4 + 1)))
     source = np.roll(image, shift, axis=(1, 0)).astype(np.float32)
-    source = source * rng.uniform(0.5, 1.5) + rng.uniform(-40, 40)
+    gain, offset = _tone(rng)
+    source = source * gain + offset
     if rng.random() < 0.5:
         source = cv2.GaussianBlur(source, (0, 0), rng.uniform(1.0, 3.0))
     return _blend(image, np.clip(source, 0, 255), mask, feather=1.5), mask
@@ -118,8 +127,13 @@ def scratch(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
     thickness = max(1, int(round(min(height, width) * rng.uniform(0.006, 0.015))))
     cv2.polylines(mask, [points.reshape(-1, 1, 2)], False, 255, thickness, lineType=cv2.LINE_AA)
     mask = ((mask > 64) * 255).astype(np.uint8)
-    tone = rng.uniform(0.25, 0.55) if rng.random() < 0.6 else rng.uniform(1.5, 2.2)
-    source = np.clip(image.astype(np.float32) * tone + (0 if tone < 1 else 20), 0, 255)
+    # Darker than a bright surface, brighter than a dark one (a scratch on black must still show).
+    local = float(image[mask > 0].mean()) if mask.any() else float(image.mean())
+    if local > 90 and rng.random() < 0.7:
+        source = image.astype(np.float32) * rng.uniform(0.25, 0.5)
+    else:
+        source = image.astype(np.float32) + rng.uniform(50, 110)
+    source = np.clip(source, 0, 255)
     return _blend(image, source, mask, feather=0.7), mask
 
 
