@@ -32,7 +32,9 @@ class FitSettings:
     pad: str = "replicate"
     tile_scale: float = 1.0
     tile_overlap: int = 32
+    intensity: str = "fixed"
     pool_size: int = 3
+    context: str = "none"
     sigma: float = 4.0
     coreset_ratio: float = 0.01
     map_stride: int = 4
@@ -50,7 +52,7 @@ class FitSettings:
 
     def config(self) -> PatchCoreConfig:
         return PatchCoreConfig(backbone=self.backbone, layers=self.layers, input_size=self.input_size,
-                               coreset_ratio=self.coreset_ratio, pool_size=self.pool_size, sigma=self.sigma,
+                               coreset_ratio=self.coreset_ratio, pool_size=self.pool_size, sigma=self.sigma, context=self.context,
                                map_stride=self.map_stride).resolved()
 
     def label(self, base: FitSettings | None = None) -> str:
@@ -71,7 +73,8 @@ def _fmt(value: Any) -> str:
 def spec_for(config: PatchCoreConfig, settings: FitSettings) -> InputSpec:
     """The input spec of a sweep point: the backbone's normalisation and the settings' resize rule."""
     return input_spec_for(config).with_values(resize=settings.resize, pad=settings.pad, tile_scale=settings.tile_scale,
-                                              tile_overlap=settings.tile_overlap)
+                                              tile_overlap=settings.tile_overlap,
+                                              intensity=None if settings.intensity == "fixed" else settings.intensity)
 
 
 def fit_in_memory(settings: FitSettings, data_dir: Path,

@@ -153,7 +153,7 @@ class CoresetSampler:
 
     def __init__(self, ratio: float, *, seed: int = 0, oversample: float | None = DEFAULT_OVERSAMPLE,
                  projection_dim: int = DEFAULT_PROJECTION_DIM, max_rows: int = DEFAULT_MAX_ROWS,
-                 chunk_rows: int | None = None) -> None:
+                 chunk_rows: int | None = None, final_dim: int | None = None) -> None:
         if not 0.0 < ratio <= 1.0:
             raise ValueError(f"coreset ratio must be in (0, 1], got {ratio}")
         self.ratio = ratio
@@ -161,6 +161,7 @@ class CoresetSampler:
         self.projection_dim = projection_dim
         self.max_rows = max_rows
         self.chunk_rows = chunk_rows
+        self.final_dim = final_dim
         self.candidates_seen = 0
         self.generator = torch.Generator().manual_seed(seed)
         self.matrix: torch.Tensor | None = None
@@ -231,6 +232,8 @@ class CoresetSampler:
             bank = kept
         else:
             with torch.no_grad():
+                if self.final_dim is not None:  # the final pass on its own projection (or the raw rows)
+                    projected = random_projection(kept, self.final_dim, self.generator)
                 bank = kept[_greedy_projected(projected, count, self.generator, progress)]
         self.seconds["select"] += time.perf_counter() - started
         return bank

@@ -50,6 +50,7 @@ class PatchCoreConfig:
     coreset_ratio: float = 0.01
     chunk_size: int = 4096
     pool_size: int = 3
+    context: str = "none"
     sigma: float = 4.0
     # A 64x64 map for a 256 px input. On mvtec_bottle (`edge-tradeoff`, README "Speed") the map
     # resolution leaves pixel AUROC unchanged (0.9862 at 256x256, 128x128 and 64x64) while stride 4
@@ -187,7 +188,12 @@ class PatchCore(nn.Module):
         resized = [features[0]] + [
             F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in features[1:]
         ]
-        return torch.cat(resized, dim=1)
+        joined = torch.cat(resized, dim=1)
+        if self.config.context == "center":  # each input's mean feature removed: what differs from the rest
+            joined = joined - joined.mean(dim=(2, 3), keepdim=True)
+        elif self.config.context == "append":
+            joined = torch.cat([joined, joined - joined.mean(dim=(2, 3), keepdim=True)], dim=1)
+        return joined
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Patch embeddings of a batch as rows ``(B * h * w, D)``, as stored in the memory bank."""

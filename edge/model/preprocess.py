@@ -58,6 +58,10 @@ class InputSpec(BaseModel):
     pad_value: int | None = Field(None, ge=0, le=255, description="Gray value of constant padding (default 0).")
     tile_scale: float | None = Field(None, ge=0.01, le=16.0, description="tile: input pixels per frame pixel "
                                      "(default 1.0: native resolution; 0.5: half).")
+    intensity: Literal["fixed", "per_frame"] | None = Field(
+        None, description="fixed (the default): pixels scaled by scale, mean and std alone; per_frame: each frame's "
+        "own mean and standard deviation (over all its channels, before padding) first brought to "
+        "frame_mean and frame_std, so a darker or brighter exposure gives the same features.")
     tile_overlap: int | None = Field(None, ge=0, description="tile: least overlap of neighbouring windows in input "
                                      "pixels (default 32, at most a quarter of the window).")
     interpolation: Literal["linear", "area"] = Field(
@@ -144,6 +148,7 @@ def prepare(image: np.ndarray, spec: InputSpec) -> Prepared:
     if image.shape[:2] != layout.scaled:
         image = cv2.resize(image, (layout.scaled[1], layout.scaled[0]),
                            interpolation=RESIZE_INTERPOLATION[spec.interpolation])
+    scaled = image
     top = max(0, -min(t for t, _ in layout.windows))
     left = max(0, -min(c for _, c in layout.windows))
     bottom = max(0, max(t for t, _ in layout.windows) + spec.height - layout.scaled[0])
@@ -152,10 +157,12 @@ def prepare(image: np.ndarray, spec: InputSpec) -> Prepared:
         value = (spec.pad_value or 0,) * (1 if image.ndim == 2 else 3)
         image = cv2.copyMakeBorder(image, top, bottom, left, right, PAD_MODES[spec.pad or "replicate"], value=value)
     rgb = to_rgb(image)
-    # Fold scale, mean and std into one multiply-add per channel.
+    # Fold scale, mean and std (and the frame's own statistics) into one multiply-add per channel.
     std = np.asarray(spec.std, dtype=np.float32)
     gain = np.float32(spec.scale) / std
     offset = np.asarray(spec.mean, dtype=np.float32) / std
+    if spec.intensity == "per_frame":
+        gain, offset = _per_frame(scaled, spec, std)
     out = np.empty((len(layout.windows), 3, spec.height, spec.width), dtype=np.float32)
     for index, (row, col) in enumerate(layout.windows):
         window = rgb[row + top : row + top + spec.height, col + left : col + left + spec.width]
@@ -164,6 +171,19 @@ def prepare(image: np.ndarray, spec: InputSpec) -> Prepared:
             np.multiply(window[:, :, channel], gain[channel], out=plane, dtype=np.float32)
             plane -= offset[channel]
     return Prepared(out, layout)
+
+
+FRAME_MEAN, FRAME_STD = 0.45, 0.225  # per_frame: where a frame's statistics are moved to (0..1 units)
+
+
+def _per_frame(frame: np.ndarray, spec: InputSpec, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel gain and offset that map the frame's mean/std to FRAME_MEAN/FRAME_STD, then normalise."""
+    mean, dev = cv2.meanStdDev(np.ascontiguousarray(frame).reshape(frame.shape[0], -1))
+    mean_px, std_px = float(mean.ravel()[0]), float(dev.ravel()[0])
+    std_px = max(std_px, 1.0)  # a flat frame is not amplified into noise
+    gain = np.float32(FRAME_STD / std_px) / std
+    offset = (np.float32(FRAME_STD * mean_px / std_px - FRAME_MEAN) + np.asarray(spec.mean, np.float32)) / std
+    return gain.astype(np.float32), offset.astype(np.float32)
 
 
 def preprocess(image: np.ndarray, spec: InputSpec) -> np.ndarray:

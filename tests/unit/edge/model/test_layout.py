@@ -97,3 +97,16 @@ def test_unknown_rules_and_bad_tile_settings_are_refused():
         InputSpec(resize="tile", tile_overlap=200).check()
     with pytest.raises(ValueError, match="pad"):
         InputSpec(pad="mirror").check()
+
+
+def test_per_frame_intensity_gives_the_same_input_for_another_exposure():
+    frame = (_ramp(120, 90).astype(np.float32) * 0.4 + 20).astype(np.uint8)  # values 20..120
+    brighter = (frame.astype(np.float32) * 2.0).astype(np.uint8)  # twice the exposure, no clipping
+    spec = InputSpec(height=64, width=64, intensity="per_frame")
+    a, b = prepare(frame, spec).tensor, prepare(brighter, spec).tensor
+    assert np.abs(a - b).max() < 0.05  # uint8 rounding only; fixed scaling differs by about 1.0 here
+    fixed = InputSpec(height=64, width=64)
+    assert np.abs(prepare(frame, fixed).tensor - prepare(brighter, fixed).tensor).mean() > 0.5
+    # The frame's statistics land on the target before the channel normalisation.
+    plane = a[0, 0] * spec.std[0] + spec.mean[0]
+    assert plane.mean() == pytest.approx(0.45, abs=0.01) and plane.std() == pytest.approx(0.225, abs=0.01)
