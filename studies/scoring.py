@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from calibration.evaluate import mask_for
+from calibration.evaluate import read_mask
 from edge.model.imageio import read_image
 from edge.model.preprocess import InputSpec
 from export.heldout import GOOD, labelled_test_images, roc_auc
@@ -48,7 +48,7 @@ def load_test_set(data_dir: Path, every: int = 1) -> TestSet:
         if index % every == 0:
             chosen.append(item)
     images = [read_image(item.path) for item in chosen]
-    masks = [mask_for(item, image.shape[:2]) for item, image in zip(chosen, images)]
+    masks = [read_mask(item, image.shape[:2]) for item, image in zip(chosen, images)]
     return TestSet(images, [item.defect_type for item in chosen], masks, [item.path for item in chosen])
 
 

@@ -35,6 +35,7 @@ import yaml
 
 from edge.model.imageio import read_image
 from edge.model.preprocess import InputSpec
+from training.auroc import roc_auc
 from training.coreset import CoresetSampler
 from training.embedding import memory_bank
 from training.inputs import SIDE_MULTIPLE, InputRule, choose
@@ -137,8 +138,6 @@ def synthetic_set(holdout: Sequence[Path], seed: int) -> SyntheticSet:
 
 def synthetic_scores(model: PatchCore, spec: InputSpec, synthetic: SyntheticSet) -> dict[str, float]:
     """Image AUROC (good vs synthetic), pixel AUROC (over the synthetic masks and good pixels), their mean."""
-    from export.heldout import roc_auc  # noqa: PLC0415 - metrics only, no export machinery
-
     scorer = TorchScorer(model, spec)
     scores, labels, pixel_scores, pixel_labels = [], [], [], []
     for image in synthetic.good:

@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.model.bundle import Bundle, BundleError
 from edge.model.engines import RuntimeOptions, create_backend
-from edge.model.layout import FrameLayout, map_to_frame, stitch
+from edge.model.layout import FrameLayout, cover_frame, stitch
 from edge.model.preprocess import prepare
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,10 @@ class Region:
 class RawResult:
     """The graph's outputs for one image, before any decision.
 
-    ``anomaly_map`` covers the frame (stitched, padding cropped) at the map stride; ``cell`` is
-    how many frame pixels one of its cells spans (vertical, horizontal).
+    ``anomaly_map`` covers exactly the frame (stitched, padding cropped, resampled so that its
+    cells evenly span the frame: :func:`edge.model.layout.cover_frame`), so anything that stretches
+    it over the frame (regions, the archive's overlay, the live view, evaluation) puts each cell
+    where it came from. ``layout`` and ``stride`` record how the frame was cut.
     """
 
     score: float
@@ -58,15 +60,12 @@ class RawResult:
     layout: FrameLayout | None = None
     stride: int = 1
 
-    @property
-    def cell(self) -> tuple[float, float] | None:
-        return None if self.layout is None else self.layout.frame_per_cell(self.stride)
-
     def frame_map(self) -> np.ndarray:
-        """The anomaly map resampled to the frame's pixels."""
+        """The anomaly map resampled (bilinear) to the frame's pixels."""
         if self.layout is None:
             raise ValueError("no layout recorded for this result")
-        return map_to_frame(self.anomaly_map, self.layout, self.stride)
+        height, width = self.layout.frame
+        return cv2.resize(self.anomaly_map, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 @dataclass
@@ -151,12 +150,11 @@ class Inspector:
         maps, scores = self.backend.run(prepared.tensor)
         t2 = time.perf_counter()
         layout = prepared.layout
-        if layout.is_identity_crop:
-            anomaly_map, score = maps[0], float(scores[0])
-        else:  # the frame's map and its maximum, never a padded cell
-            anomaly_map = stitch(maps, layout)
-            score = float(anomaly_map.max())
+        anomaly_map, score = maps[0], float(scores[0])
         stride = self.bundle.spec.height // maps.shape[1]
+        if not layout.is_identity_crop:  # the frame's map and its maximum, never a padded cell
+            stitched = stitch(maps, layout)
+            anomaly_map, score = cover_frame(stitched, layout, stride), float(stitched.max())
         timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
                    "postprocess": (time.perf_counter() - t2) * 1e3}  # stitching, when tiled or padded
         return RawResult(score, anomaly_map, timings, layout, stride)
@@ -183,7 +181,7 @@ class Inspector:
         raw = self.run(image)
         t0 = time.perf_counter()
         verdict = "NG" if raw.score > thresholds.image else "OK"
-        regions = find_regions(raw.anomaly_map, thresholds.pixel, image.shape, raw.cell)
+        regions = find_regions(raw.anomaly_map, thresholds.pixel, image.shape)
         timings = dict(raw.timings_ms)
         timings["postprocess"] += (time.perf_counter() - t0) * 1e3
         return Inspection(

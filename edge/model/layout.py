@@ -16,7 +16,10 @@ A layout is a list of windows in the *scaled* frame. Window offsets are multiple
 ``WINDOW_ALIGN`` (16) input pixels, so the backbone's feature grids of neighbouring windows line up
 and map cells line up exactly for every map stride that divides 16. The stitched map covers the
 scaled frame at the map stride, and :meth:`FrameLayout.frame_per_cell` converts its cells to frame
-pixels (regions are reported there).
+pixels (regions are reported there). The last row or column of cells may reach past the scaled
+frame (a partial cell); :func:`cover_frame` resamples the map so that its cells evenly span exactly
+the frame, which is what the Inspector publishes: every consumer that stretches a map over its
+frame (overlays, the live view, evaluation) is then right without knowing the rule.
 """
 
 from __future__ import annotations
@@ -150,3 +153,20 @@ def map_to_frame(frame_map: np.ndarray, layout: FrameLayout, stride: int) -> np.
                       (max(width, round(cols * per_col)), max(height, round(rows * per_row))),
                       interpolation=cv2.INTER_LINEAR)
     return full[:height, :width]
+
+
+def cover_frame(frame_map: np.ndarray, layout: FrameLayout, stride: int) -> np.ndarray:
+    """The stitched map, same shape, resampled (bilinear) so that its cells evenly span exactly the frame.
+
+    Stitched cell ``c`` covers scaled pixels ``[c, c + 1) * stride``, and the last one may end past
+    the scaled frame; output cell ``j`` covers ``[j, j + 1) * scaled / cols``. Unchanged when the
+    scaled frame is a whole number of cells.
+    """
+    rows, cols = frame_map.shape
+    along_y, along_x = layout.scaled[0] / (rows * stride), layout.scaled[1] / (cols * stride)
+    if along_y == 1.0 and along_x == 1.0:
+        return frame_map
+    # Output cell centre j + 0.5 sits at stitched-cell coordinate (j + 0.5) * along - 0.5.
+    warp = np.array([[along_x, 0.0, 0.5 * along_x - 0.5], [0.0, along_y, 0.5 * along_y - 0.5]], np.float64)
+    return cv2.warpAffine(np.ascontiguousarray(frame_map, np.float32), warp, (cols, rows),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)

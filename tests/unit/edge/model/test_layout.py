@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edge.model.inspector import find_regions
-from edge.model.layout import WINDOW_ALIGN, map_to_frame, plan, stitch
+from edge.model.layout import WINDOW_ALIGN, cover_frame, map_to_frame, plan, stitch
 from edge.model.preprocess import InputSpec, prepare, to_rgb
 
 
@@ -88,6 +88,33 @@ def test_region_boxes_use_the_cell_size_of_the_layout():
     per_row, per_col = layout.frame_per_cell(4)
     assert (region.x, region.y) == (int(2 * per_col), int(10 * per_row))
     assert (region.w, region.h) == (round(3 * per_col), round(5 * per_row))
+
+
+@pytest.mark.parametrize("rule,frame_shape", [("letterbox", (110, 630)), ("tile", (110, 630)), ("tile", (90, 600))])
+def test_the_published_map_stretched_over_the_frame_puts_each_cell_where_it_came_from(rule, frame_shape):
+    # Overlays and the live view stretch the published map over the frame. These frames' scaled
+    # heights are not a multiple of the stride, so the stitched map's last row reaches past the
+    # frame; cover_frame resamples it so that the stretch lands every cell within a quarter cell
+    # of the exact mapping, where stretching the stitched map drifts further towards the far end.
+    stride = 4
+    layout = plan(frame_shape, (128, 128), rule, tile_overlap=32)
+    rows, cols = layout.map_shape(stride)
+    per_row = layout.frame_per_cell(stride)[0]
+    assert layout.scaled[0] % stride  # the case that needs resampling
+
+    def centre_row(frame_map: np.ndarray) -> float:
+        weight = frame_map.sum(axis=1)
+        return float((weight * np.arange(weight.size)).sum() / weight.sum())
+
+    covered, naive = [], []
+    for row in range(rows):
+        stitched = np.zeros((rows, cols), np.float32)
+        stitched[row, cols // 2] = 1.0
+        exact = centre_row(map_to_frame(stitched, layout, stride))
+        size = (frame_shape[1], frame_shape[0])
+        covered.append(abs(centre_row(cv2.resize(cover_frame(stitched, layout, stride), size)) - exact) / per_row)
+        naive.append(abs(centre_row(cv2.resize(stitched, size)) - exact) / per_row)
+    assert max(covered) <= 0.25 < max(naive)
 
 
 def test_unknown_rules_and_bad_tile_settings_are_refused():
