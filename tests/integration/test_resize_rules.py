@@ -3,7 +3,8 @@
 The strips are drawn by the project (:mod:`training.synthetic_strips`): every frame has another
 length, so every frame has another letterbox padding or another number of tiles. Each rule is
 trained, exported (parity-checked), calibrated and run through the edge Inspector; the most
-anomalous region of every defect frame must overlap the drawn defect, in the frame's own pixels.
+anomalous region of every defect frame must overlap the drawn defect, in the frame's own pixels,
+and the map the overlays and the live view stretch over the frame must peak on it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from edge.model.bundle import load_bundle
 from edge.model.imageio import read_image
 from edge.model.inspector import Inspector, Region
+from edge.ops.overlay import heat_from_png
 from training.synthetic_strips import write_dataset
 
 RULES = {
@@ -77,3 +79,9 @@ def test_the_top_region_lies_on_the_defect_in_frame_pixels(name: str, strips: Pa
         peak = np.unravel_index(int(np.argmax(frame_map)), frame_map.shape)
         near = cv2.dilate((mask > 127).astype(np.uint8), np.ones((17, 17), np.uint8))
         assert near[peak], (path, peak)
+        # The archive's overlay and the live view stretch the wire's map PNG over the frame
+        # (edge.ops.overlay.draw_overlay, view/static/common.js): its heat must peak there too.
+        heat = cv2.resize(heat_from_png(result.map_png()), (image.shape[1], image.shape[0]),
+                          interpolation=cv2.INTER_LINEAR)
+        hottest = np.unravel_index(int(np.argmax(heat)), heat.shape)
+        assert near[hottest], (path, hottest)

@@ -73,7 +73,9 @@ const LUT = (() => {
 })();
 
 // Draw a part into three stacked canvases {frame, heat, boxes, viewer}: the frame (or a placeholder when the
-// daemon sends none), the coloured map, the NG region boxes (regions are in the frame's own pixels).
+// daemon sends none), the coloured map, the NG region boxes (regions are in the frame's own pixels). The map covers
+// exactly the frame whatever the bundle's resize rule (letterbox padding cropped, tiles stitched: edge/model/layout.py
+// cover_frame), so the heat canvas is simply stretched over the frame.
 export function drawPart(target, part, frame, map) {
   const width = frame ? frame.width : Math.min(640, part.image_width || 640);
   const height = frame ? frame.height : Math.round(width * ((part.image_height || 480) / (part.image_width || 640)));
