@@ -46,7 +46,7 @@ from edge.model.manifest import (
     SelfTest,
     TrainingRecord,
 )
-from edge.model.layout import stitch
+from edge.model.layout import cover_frame, stitch
 from edge.model.preprocess import InputSpec, prepare
 from edge.model.selftest import SELFTEST_IMAGE
 from export.defaults import PARITY_IMAGES, PARITY_TOLERANCE
@@ -246,8 +246,9 @@ def check_parity(model: torch.nn.Module, bundle_dir: Path, run: dict[str, Any], 
         if prepared.layout.is_identity_crop:
             torch_map, torch_score_f = maps[0], float(torch_scores.reshape(-1)[0])
         else:  # the frame's map and score, as the Inspector makes them from the windows
-            torch_map = stitch(maps, prepared.layout)
-            torch_score_f = float(torch_map.max())
+            stitched = stitch(maps, prepared.layout)
+            stride = bundle.spec.height // maps.shape[1]
+            torch_map, torch_score_f = cover_frame(stitched, prepared.layout, stride), float(stitched.max())
         raw = inspector.run(image)
         diff = abs(torch_score_f - raw.score)
         abs_diffs.append(diff)

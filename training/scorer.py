@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 import torch
 
-from edge.model.layout import map_to_frame, stitch
+from edge.model.layout import cover_frame, stitch
 from edge.model.preprocess import InputSpec, prepare
 from training.embedding import embedder_for
 from training.patchcore import PatchCore
@@ -45,6 +46,7 @@ class TorchScorer:
         if layout.is_identity_crop:
             frame, score = maps_np[0], float(scores[0])
         else:
-            frame = stitch(maps_np, layout)
-            score = float(frame.max())
-        return score, map_to_frame(frame, layout, stride)
+            stitched = stitch(maps_np, layout)
+            frame, score = cover_frame(stitched, layout, stride), float(stitched.max())
+        height, width = layout.frame
+        return score, cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
