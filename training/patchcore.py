@@ -206,10 +206,13 @@ class PatchCore(nn.Module):
         return features.permute(0, 2, 3, 1).reshape(features.shape[0], -1, features.shape[1])
 
     def blur(self, scores: torch.Tensor) -> torch.Tensor:
-        """Separable Gaussian smoothing of ``(B, 1, H, W)`` maps with reflect padding."""
+        """Separable Gaussian smoothing of ``(B, 1, H, W)`` maps with reflect padding (replicate where
+        the kernel is wider than the map: reflection needs a border thinner than the map; the map's
+        size is fixed in a graph, so the choice is made once, at export)."""
         kernel = self.blur_kernel
         radius = kernel.shape[0] // 2
-        scores = F.pad(scores, (radius, radius, radius, radius), mode="reflect")
+        mode = "reflect" if radius < min(scores.shape[-2:]) else "replicate"
+        scores = F.pad(scores, (radius, radius, radius, radius), mode=mode)
         scores = F.conv2d(scores, kernel.view(1, 1, 1, -1))
         return F.conv2d(scores, kernel.view(1, 1, -1, 1))
 

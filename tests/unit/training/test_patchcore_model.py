@@ -116,3 +116,16 @@ def test_a_state_dict_saved_with_the_blur_kernel_still_loads_at_another_stride(t
     other.load_state_dict(state, strict=True)
     assert torch.equal(other.memory_bank, model.memory_bank)
     assert other.blur_kernel.shape[0] < 33 and "blur_kernel" not in other.state_dict()
+
+
+def test_smoothing_wider_than_the_map_keeps_its_shape_and_a_flat_map_flat() -> None:
+    """A sigma whose kernel outgrows a small map (a wide-smoothing candidate on a strip) pads by
+    replication instead of failing in reflection, and smoothing leaves a constant map unchanged."""
+    model = PatchCore(PatchCoreConfig(input_size=(64, 256), sigma=64.0, map_stride=4), pretrained=False).eval()
+    assert model.blur_kernel.shape[0] // 2 >= 16  # the kernel's radius reaches past the 16-row map
+    flat = torch.full((2, 1, 16, 64), 3.0)
+    torch.testing.assert_close(model.blur(flat), flat)
+    bump = torch.zeros(1, 1, 16, 64)
+    bump[0, 0, 8, 32] = 1.0
+    smoothed = model.blur(bump)
+    assert smoothed.shape == bump.shape and smoothed.argmax() == bump.argmax()
