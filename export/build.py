@@ -29,6 +29,7 @@ from edge.model.bundle import load_bundle, sha256_file, write_bundle_yaml
 from edge.model.formats import FORMATS, GraphFormat, Precision, check_format
 from edge.model.imageio import read_image
 from edge.model.inspector import Inspector
+from edge.model.layout import cover_frame, stitch
 from edge.model.manifest import (
     SCHEMA_VERSION,
     AccuracyGuardRecord,
@@ -46,7 +47,6 @@ from edge.model.manifest import (
     SelfTest,
     TrainingRecord,
 )
-from edge.model.layout import cover_frame, stitch
 from edge.model.preprocess import InputSpec, prepare
 from edge.model.selftest import SELFTEST_IMAGE
 from export.defaults import PARITY_IMAGES, PARITY_TOLERANCE

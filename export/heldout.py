@@ -15,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from edge.model.imageio import list_images
 from training.auroc import roc_auc
 

@@ -136,7 +136,10 @@ def quantize_openvino_int8(onnx_path: Path, xml_path: Path, calib: CalibrationSe
     """NNCF post-training INT8 of the backbone; write the IR; return what was done for bundle.yaml."""
     import nncf
     import openvino as ov
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        OverflowFix,
+    )
 
     model = ov.convert_model(str(onnx_path))
     head = openvino_head_ops(model)
@@ -161,7 +164,12 @@ def quantize_onnx_int8(onnx_path: Path, out_path: Path, input_name: str, calib: 
                        activation: str = "uint8", reduce_range: bool = True) -> QuantizationRecord:
     """onnxruntime static QDQ INT8 of the backbone (U8S8, reduce_range by default); return the record."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     model = onnx.load(str(onnx_path))
     head = onnx_head_nodes(model)

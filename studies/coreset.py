@@ -24,7 +24,12 @@ import torch
 
 from studies.fitting import FitSettings, spec_for
 from studies.scoring import load_test_set, score_model
-from training.coreset import CoresetSampler, coreset_size, coverage, greedy_coreset_indices
+from training.coreset import (
+    CoresetSampler,
+    coreset_size,
+    coverage,
+    greedy_coreset_indices,
+)
 from training.data import list_train_images, split_train_validation
 from training.embedding import iter_embeddings
 from training.patchcore import PatchCore

@@ -9,7 +9,7 @@ split, same embedding path, same coreset sampler), so a sweep point costs second
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 

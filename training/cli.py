@@ -37,7 +37,7 @@ class UserError(click.ClickException):
 class OneLineErrorCommand(click.Command):
     """A click command that reports every usage error as a single line on stderr."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
             result = super().main(*args, **kwargs)

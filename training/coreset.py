@@ -135,7 +135,7 @@ def greedy_per_chunk(points: torch.Tensor, count: int, generator: torch.Generato
 
 def coreset_size(total: int, ratio: float) -> int:
     """How many rows a ``ratio`` keeps out of ``total`` (at least one)."""
-    return max(1, min(total, int(round(total * ratio))))
+    return max(1, min(total, round(total * ratio)))
 
 
 class CoresetSampler:

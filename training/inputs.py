@@ -88,7 +88,7 @@ def survey(paths: Sequence[Path]) -> SizeSurvey:
 
 
 def _side(value: float) -> int:
-    return max(SIDE_MULTIPLE, int(round(value / SIDE_MULTIPLE)) * SIDE_MULTIPLE)
+    return max(SIDE_MULTIPLE, round(value / SIDE_MULTIPLE) * SIDE_MULTIPLE)
 
 
 def shaped_size(aspect: float, side: int = DEFAULT_SIDE) -> tuple[int, int]:

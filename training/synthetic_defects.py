@@ -124,7 +124,7 @@ def scratch(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
     t = np.linspace(0, 1, 64)[:, None]
     points = ((1 - t) ** 2 * start + 2 * (1 - t) * t * bend + t**2 * end).astype(np.int32)
     mask = np.zeros((height, width), np.uint8)
-    thickness = max(1, int(round(min(height, width) * rng.uniform(0.006, 0.015))))
+    thickness = max(1, round(min(height, width) * rng.uniform(0.006, 0.015)))
     cv2.polylines(mask, [points.reshape(-1, 1, 2)], False, 255, thickness, lineType=cv2.LINE_AA)
     mask = ((mask > 64) * 255).astype(np.uint8)
     # Darker than a bright surface, brighter than a dark one (a scratch on black must still show).

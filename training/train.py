@@ -211,7 +211,7 @@ def load_run(run_dir: str | Path) -> tuple[PatchCore, dict[str, Any]]:
         raise RunError(f"{run_dir}: no {MODEL_FILE}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling a damaged file can raise almost anything
+    except Exception as exc:
         raise RunError(f"{path}: cannot load ({type(exc).__name__}: {exc})") from exc
     if not isinstance(checkpoint, dict) or not {"config", "input_spec", "state_dict"} <= set(checkpoint):
         raise RunError(f"{path}: missing config, input_spec or state_dict")

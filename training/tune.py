@@ -82,7 +82,7 @@ class Candidate:
 
 
 def _scaled(size: tuple[int, int], factor: float) -> tuple[int, int]:
-    return tuple(max(SIDE_MULTIPLE, int(round(s * factor / SIDE_MULTIPLE)) * SIDE_MULTIPLE)  # type: ignore[return-value]
+    return tuple(max(SIDE_MULTIPLE, round(s * factor / SIDE_MULTIPLE) * SIDE_MULTIPLE)  # type: ignore[return-value]
                  for s in size)
 
 
@@ -181,7 +181,7 @@ def _entry(target: str, *args: str) -> list[str]:
 def measure_latency(models: dict[str, tuple[PatchCore, Candidate]], fit_paths: Sequence[Path],
                     holdout: Sequence[Path], frames_dir: Path, work: Path) -> dict[str, float]:
     """End-to-end p50 (ms) of each candidate, exported, calibrated and benchmarked in one bench run."""
-    from training.train import save_model, write_run_yaml  # noqa: PLC0415 - train imports this module
+    from training.train import save_model, write_run_yaml
 
     bundles = {}
     for name, (model, candidate) in models.items():
@@ -219,7 +219,7 @@ def tune(paths: Sequence[Path], frames_dir: Path, config: PatchCoreConfig, spec:
          on_fitted: Callable[[Candidate, PatchCore], None] | None = None,
          progress: bool = True) -> tuple[Candidate, dict[str, Any]]:
     """Pick a candidate for ``paths``; return it and the record for ``run.yaml``."""
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
     fit_paths, holdout = holdout_split(paths, seed)
     synthetic = synthetic_set(holdout, seed)

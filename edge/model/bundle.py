@@ -28,7 +28,12 @@ from pydantic import ValidationError
 
 from edge.model.formats import GraphFormat
 from edge.model.layout import WINDOW_ALIGN
-from edge.model.manifest import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, BundleManifest, Thresholds
+from edge.model.manifest import (
+    SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
+    BundleManifest,
+    Thresholds,
+)
 from edge.model.preprocess import InputSpec
 from edge.ops.atomicfile import write_atomic
 

@@ -15,7 +15,12 @@ is the explicit registry, and nothing outside this package names an engine.
 from __future__ import annotations
 
 from edge.model.bundle import Bundle, BundleError
-from edge.model.engines.base import Backend, PerformanceHint, RuntimeOptions, check_map_shape
+from edge.model.engines.base import (
+    Backend,
+    PerformanceHint,
+    RuntimeOptions,
+    check_map_shape,
+)
 from edge.model.engines.onnxruntime_engine import OnnxRuntimeBackend
 from edge.model.engines.openvino_engine import OpenVinoBackend
 from edge.model.formats import GraphFormat

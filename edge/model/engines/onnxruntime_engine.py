@@ -32,7 +32,7 @@ class OnnxRuntimeBackend:
             self._session = ort.InferenceSession(
                 str(bundle.graph_path), sess_options=sess_options, providers=["CPUExecutionProvider"]
             )
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors on a bad graph
+        except Exception as exc:
             raise BundleError(f"{bundle.graph_path}: onnxruntime cannot load the graph ({exc})") from exc
         self._input = bundle.input_name
         self._outputs = list(bundle.output_names)

@@ -6,8 +6,14 @@ import math
 
 import torch
 
-from training.coreset import (CoresetSampler, coreset_size, coverage, greedy_coreset_indices, greedy_per_chunk,
-                              subsample)
+from training.coreset import (
+    CoresetSampler,
+    coreset_size,
+    coverage,
+    greedy_coreset_indices,
+    greedy_per_chunk,
+    subsample,
+)
 
 
 def test_coreset_picks_distinct_rows_even_when_rows_repeat() -> None:

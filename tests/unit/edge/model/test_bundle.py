@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge.model.bundle import BUNDLE_FILE, BundleError, load_bundle, read_bundle_yaml, write_bundle_yaml
+from edge.model.bundle import (
+    BUNDLE_FILE,
+    BundleError,
+    load_bundle,
+    read_bundle_yaml,
+    write_bundle_yaml,
+)
 
 DEMO_BUNDLE = Path(__file__).resolve().parents[4] / "edge" / "demo" / "bundle"
 

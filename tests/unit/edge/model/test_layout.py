@@ -1,5 +1,7 @@
 """Resize rules: windows cover the frame, padding is cropped, tiles stitch back to frame coordinates."""
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -55,7 +57,7 @@ def test_tiles_cover_the_frame_with_the_promised_overlap():
         covered[max(0, top) : top + 256, max(0, left) : left + 256] = True
     assert covered.all()
     rows = sorted({t for t, _ in layout.windows})
-    assert all(b - a <= 256 - 32 for a, b in zip(rows, rows[1:]))
+    assert all(b - a <= 256 - 32 for a, b in itertools.pairwise(rows))
     assert len(layout.windows) == len(rows) * len({c for _, c in layout.windows})
 
 
