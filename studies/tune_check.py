@@ -35,9 +35,10 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def run_check(data_dir: Path, measure: bool, max_latency_ms: float | None, seed: int) -> dict[str, Any]:
+def run_check(data_dir: Path, measure: bool, max_latency_ms: float | None, seed: int,
+              every: int = 1) -> dict[str, Any]:
     paths = split_train_validation(list_train_images(data_dir), 0.1, seed).train
-    test = load_test_set(data_dir)
+    test = load_test_set(data_dir, every)
     real: dict[str, dict[str, Any]] = {}
 
     def on_fitted(candidate: Candidate, model: PatchCore) -> None:
@@ -64,11 +65,14 @@ def run_check(data_dir: Path, measure: bool, max_latency_ms: float | None, seed:
               help="Export and benchmark every candidate, as --tune does.")
 @click.option("--max-latency-ms", type=float, default=None, help="Latency budget, as for edge-train --tune.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the splits and synthetic defects.")
+@click.option("--every", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Score every N-th test image of each type on the real side (large test sets).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the result as JSON.")
-def main(data_dir: Path, latency: bool, max_latency_ms: float | None, seed: int, json_path: Path | None) -> None:
+def main(data_dir: Path, latency: bool, max_latency_ms: float | None, seed: int, every: int,
+         json_path: Path | None) -> None:
     """Tune on DATA as --tune does, score each candidate on the real defects, compare the rankings."""
     logging.basicConfig(level=logging.WARNING)
-    result = run_check(data_dir, latency, max_latency_ms, seed)
+    result = run_check(data_dir, latency, max_latency_ms, seed, every)
     click.echo("| candidate | settings | bank | synthetic image | synthetic pixel | real image | real pixel "
                "| e2e p50 ms |")
     click.echo("|---|---|---|---|---|---|---|---|")

@@ -66,6 +66,19 @@ def parse_input_size(value: str) -> tuple[int, int] | None:
     raise UserError(f"--input-size must be N or HEIGHTxWIDTH, got {value!r}")
 
 
+def parse_sigma(value: str) -> float | None:
+    """``auto`` -> None (chosen at training); a number of input pixels, at least 0.1."""
+    if value.lower() == "auto":
+        return None
+    try:
+        sigma = float(value)
+    except ValueError:
+        raise UserError(f"--sigma must be auto or a number of input pixels, got {value!r}") from None
+    if sigma < 0.1:
+        raise UserError(f"--sigma must be at least 0.1 input pixels, got {value}")
+    return sigma
+
+
 @click.command(cls=OneLineErrorCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
               help="Dataset folder in MVTec layout; its train/good/ images are the good parts.")
@@ -91,8 +104,11 @@ def parse_input_size(value: str) -> tuple[int, int] | None:
               "(default: the backbone's own pair).")
 @click.option("--pool-size", type=click.IntRange(min=1), show_default="PatchCoreConfig.pool_size (3)",
               help="Side of the neighbourhood each patch feature is averaged over (odd).")
-@click.option("--sigma", type=click.FloatRange(min=0.1), show_default="PatchCoreConfig.sigma (4)",
-              help="Gaussian smoothing of the anomaly map, in input pixels.")
+@click.option("--sigma", show_default="PatchCoreConfig.sigma (4)",
+              help="Gaussian smoothing of the anomaly map, in input pixels (wider finds broad defects, narrower "
+              "keeps small ones); auto: the best of training.smoothing's candidates (4 to 32) on the validation "
+              "images with synthetic defects, recorded in run.yaml (measured: it does not pick what the real "
+              "defects favour on magnetic_tile; docs/accuracy.md).")
 @click.option("--tune", is_flag=True,
               help="Choose input size, resize rule, layers, aggregation and coreset ratio among a few candidates by "
               "held-out good images and synthetic defects; each candidate is exported and benchmarked (minutes).")
@@ -119,7 +135,7 @@ def main(
     tile_scale: float | None,
     layers: str,
     pool_size: int | None,
-    sigma: float | None,
+    sigma: str | None,
     tune: bool,
     max_latency_ms: float | None,
     val_fraction: float,
@@ -144,6 +160,7 @@ def main(
     if max_latency_ms is not None and not tune:
         raise UserError("--max-latency-ms is a budget for --tune; add --tune")
     size = parse_input_size(input_size)
+    fixed_sigma = None if sigma is None else parse_sigma(sigma)
     with exit_if_missing("edge-train", "edge-train"):
         from training.backbones import BackboneWeightsError
         from training.data import DatasetError
@@ -160,11 +177,12 @@ def main(
                 coreset_ratio=defaults.coreset_ratio if coreset_ratio is None else coreset_ratio,
                 map_stride=defaults.map_stride if map_stride is None else map_stride,
                 pool_size=defaults.pool_size if pool_size is None else pool_size,
-                sigma=defaults.sigma if sigma is None else sigma)
+                sigma=defaults.sigma if fixed_sigma is None else fixed_sigma)
             rule = InputRule(size=size, resize=resize, tile_scale=tile_scale)
             out = fit(data_dir, out_dir, config, val_fraction=val_fraction, seed=seed, device=device,
                       batch_size=batch_size, max_images=max_images, progress=not quiet, input_rule=rule,
-                      tune_options=TuneOptions(max_latency_ms) if tune else None)
+                      tune_options=TuneOptions(max_latency_ms) if tune else None,
+                      choose_smoothing=sigma is not None and fixed_sigma is None)
         except (DatasetError, BackboneWeightsError, ImageReadError, TuneError, ValueError, OSError) as exc:
             raise UserError(str(exc)) from exc
     click.echo(str(out))

@@ -171,6 +171,11 @@ class PatchCore(nn.Module):
         self.config = replace(self.config, map_stride=map_stride)  # validated by __post_init__
         self.blur_kernel = gaussian_kernel1d(self.config.sigma / map_stride).to(self.blur_kernel.device)
 
+    def set_sigma(self, sigma: float) -> None:
+        """Change the map's Gaussian smoothing (post-processing only: the bank is unchanged)."""
+        self.config = replace(self.config, sigma=sigma)  # validated by __post_init__
+        self.blur_kernel = gaussian_kernel1d(sigma / self.config.map_stride).to(self.blur_kernel.device)
+
     def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # The bank's size is only known once fitted: take its shape from the state dict.
         if isinstance(state_dict, dict):
@@ -221,6 +226,11 @@ class PatchCore(nn.Module):
 
     def score_patches(self, features: torch.Tensor, input_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Anomaly maps and scores from patch features ``(B, D, h, w)`` of inputs of ``input_size``."""
+        anomaly_map = self.blur(self.distance_map(features, input_size))
+        return anomaly_map, anomaly_map.amax(dim=(1, 2, 3))
+
+    def distance_map(self, features: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
+        """Nearest-neighbour distances of patch features ``(B, D, h, w)`` at the map's size, not yet smoothed."""
         batch, dim, height, width = features.shape
         queries = features.permute(0, 2, 3, 1).reshape(-1, dim)
         distances = nearest_distance(queries, self.memory_bank, self.memory_bank_sq_norms, self.config.chunk_size)
@@ -228,6 +238,4 @@ class PatchCore(nn.Module):
         map_size = (input_size[0] // self.config.map_stride, input_size[1] // self.config.map_stride)
         if (height, width) != map_size:
             anomaly_map = F.interpolate(anomaly_map, size=map_size, mode="bilinear", align_corners=False)
-        anomaly_map = self.blur(anomaly_map)
-        score = anomaly_map.amax(dim=(1, 2, 3))
-        return anomaly_map, score
+        return anomaly_map

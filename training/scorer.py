@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from edge.model.layout import cover_frame, stitch
+from edge.model.layout import FrameLayout, cover_frame, stitch
 from edge.model.preprocess import InputSpec, prepare
 from training.embedding import embedder_for
 from training.patchcore import PatchCore
@@ -31,20 +31,29 @@ class TorchScorer:
         self._grid: tuple[int, int] = (0, 0)
 
     def __call__(self, image: np.ndarray) -> tuple[float, np.ndarray]:
+        return self.finish(*self.distances(image))
+
+    def distances(self, image: np.ndarray) -> tuple[torch.Tensor, FrameLayout]:
+        """The windows' unsmoothed distance maps ``(N, 1, h, w)`` and the frame's layout: what
+        :meth:`finish` needs, so that smoothing settings can be compared without new features."""
         prepared = prepare(image, self.spec)
-        x = torch.from_numpy(prepared.tensor)
+        x = torch.from_numpy(prepared.tensor).to(self.model.blur_kernel.device)
         with torch.no_grad():
             if self._embed is None:
                 self._embed = embedder_for(self.model, x[:1])
                 self._grid = tuple(self.model.patch_features(x[:1]).shape[-2:])  # type: ignore[assignment]
             rows = self._embed(x)
             features = rows.reshape(x.shape[0], *self._grid, rows.shape[-1]).permute(0, 3, 1, 2)
-            maps, scores = self.model.score_patches(features, (self.spec.height, self.spec.width))
-        maps_np = maps.numpy()[:, 0]
-        layout = prepared.layout
+            return self.model.distance_map(features, (self.spec.height, self.spec.width)), prepared.layout
+
+    def finish(self, distances: torch.Tensor, layout: FrameLayout) -> tuple[float, np.ndarray]:
+        """Frame score and frame-pixel map from :meth:`distances`, with the model's current smoothing."""
+        with torch.no_grad():
+            maps = self.model.blur(distances)
+        maps_np = maps.cpu().numpy()[:, 0]
         stride = self.spec.height // maps_np.shape[1]
         if layout.is_identity_crop:
-            frame, score = maps_np[0], float(scores[0])
+            frame, score = maps_np[0], float(maps_np[0].max())
         else:
             stitched = stitch(maps_np, layout)
             frame, score = cover_frame(stitched, layout, stride), float(stitched.max())

@@ -29,6 +29,7 @@ from training.data import list_train_images, split_train_validation
 from training.embedding import DEFAULT_BATCH_SIZE, iter_embeddings, memory_bank
 from training.inputs import InputRule
 from training.patchcore import PatchCore, PatchCoreConfig
+from training.smoothing import choose_sigma
 from training.tune import TuneOptions, settle
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ def fit(
     progress: bool = True,
     input_rule: InputRule | None = None,
     tune_options: TuneOptions | None = None,
+    choose_smoothing: bool = False,
 ) -> Path:
     """Fit PatchCore on ``data_dir/train/good`` and write ``model.pt`` and ``run.yaml`` to ``out_dir``.
 
@@ -81,7 +83,9 @@ def fit(
     ``max_images`` caps how many of the remaining images are used (for quick runs).
     ``input_rule`` lets the input size and resize rule be chosen from the images
     (:mod:`training.inputs`; None: the config's size, stretched), ``tune_options`` picks the settings
-    by synthetic defects under a latency budget (:mod:`training.tune`). Returns ``out_dir``.
+    by synthetic defects under a latency budget (:mod:`training.tune`), ``choose_smoothing`` picks
+    the map's smoothing on the validation split with synthetic defects (:mod:`training.smoothing`;
+    otherwise the config's sigma is kept). Returns ``out_dir``.
     """
     config = (config or PatchCoreConfig()).resolved()
     if max_images is not None and max_images < 1:
@@ -107,6 +111,11 @@ def fit(
     timings.update(bank_seconds)
     model.set_memory_bank(bank)
     log.info("memory bank: %s x %s from %s patches", *bank.shape, sampler.rows_seen)
+    if choose_smoothing:
+        tick = time.perf_counter()
+        _, records["smoothing"] = choose_sigma(model, spec, split.validation, seed)
+        config = model.config
+        timings["smoothing"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     out = Path(out_dir).expanduser().resolve()

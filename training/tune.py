@@ -13,7 +13,8 @@ within ``--max-latency-ms`` wins; the candidates, their figures and the choice g
 
 The candidates are few on purpose (each costs a fit and an export): the automatic choice of
 :mod:`training.inputs`, a finer and a coarser input, the backbone's alternative layers, a wider
-aggregation, a wider smoothing of the map and a larger bank. How well this synthetic ranking
+aggregation and a larger bank; the map's smoothing is chosen afterwards for every run, tuned or
+not, on the validation split (:mod:`training.smoothing`). How well this synthetic ranking
 predicted the real one on bottle and magnetic_tile is measured by ``python -m studies.tune_check``
 (docs/accuracy.md).
 """
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 TUNE_FRACTION = 0.15
 MIN_HOLDOUT, MAX_HOLDOUT = 4, 40
 BENCH_FRAMES, BENCH_WARMUP = 60, 10
-WIDER_SIGMA = 4.0  # the "wider smoothing" candidate's factor on the map's Gaussian sigma
 # A second pair of taps per backbone: one stage deeper for the stride-16 map (larger receptive field).
 ALTERNATIVE_LAYERS: dict[str, tuple[str, str]] = {
     "mobilenet_v2": ("features.6", "features.13"),
@@ -102,10 +102,6 @@ def candidates(paths: Sequence[Path], config: PatchCoreConfig, spec: InputSpec, 
     if alternative and tuple(alternative) != tuple(base_config.layers):
         out.append(Candidate("deeper layers", replace(base_config, layers=alternative), base_spec))
     out.append(Candidate("wider aggregation", replace(base_config, pool_size=base_config.pool_size + 2), base_spec))
-    # Broad defects (a region of wrong texture or brightness) light up as a whole only under wide
-    # smoothing; small ones keep their peak under the narrow default. The synthetic Perlin blemishes
-    # are of the broad kind, so the synthetic ranking can tell.
-    out.append(Candidate("wider smoothing", replace(base_config, sigma=base_config.sigma * WIDER_SIGMA), base_spec))
     out.append(Candidate("larger bank", replace(base_config, coreset_ratio=min(1.0, base_config.coreset_ratio * 2)),
                          base_spec))
     return out
