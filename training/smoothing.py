@@ -1,4 +1,4 @@
-"""Choosing the anomaly map's smoothing from good images alone (`edge-train --sigma auto`).
+"""Choosing the anomaly map's smoothing from good images alone (``edge-train --sigma auto``).
 
 No one smoothing suits every part. A broad defect (magnetic_tile's "uneven": a band of wrong
 brightness and texture) is only slightly off patch by patch, and its whole area rises above the
