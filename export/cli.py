@@ -95,3 +95,7 @@ def main(run_dir: Path, out: Path, fmt: str, precision: str, parity_images: int,
         f"{parity.max_abs_score_diff:.3g} (relative {parity.max_rel_score_diff:.3g}, tolerance {tolerance:g}); "
         f"next: edge-calibrate {bundle}"
     )
+
+
+if __name__ == "__main__":
+    main()
