@@ -68,7 +68,7 @@ def test_two_stage_sampler_keeps_the_ratio_and_covers_every_cluster() -> None:
     features, labels = _clustered(torch.Generator().manual_seed(7))
     order = torch.randperm(features.shape[0], generator=torch.Generator().manual_seed(8))
     features, labels = features[order], labels[order]
-    sampler = CoresetSampler(0.005, seed=1)
+    sampler = CoresetSampler(0.005, seed=1, oversample=10.0)
     for start in range(0, features.shape[0], 400):  # six "images" of 400 patches, fed as 2 chunks each
         sampler.add(features[start : start + 400].reshape(2, 200, -1))
     bank = sampler.finish(progress=False)
