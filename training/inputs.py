@@ -10,8 +10,9 @@ than one fixed square: the image sizes are read from the file headers (nothing i
 * frames of varying sizes (cropped parts, magnetic_tile) get ``tile`` windows at one fixed scale,
   so that a texture has the same size in pixels in every frame: the scale brings the median frame's
   longer side to ``DEFAULT_SIDE`` and the window is the median frame's shape at that scale; larger
-  frames get more windows, smaller ones padding. On magnetic_tile this was the winning rule of
-  ``python -m studies.features`` (docs/training.md has the table).
+  frames get more windows, smaller ones padding. On magnetic_tile it localises a little better than
+  stretching every frame to 256x256 and classifies a little worse (pixel AUROC +0.015, image AUROC
+  -0.015 in ``python -m studies.features``; docs/accuracy.md has the table).
 
 Explicit ``--input-size``/``--resize``/``--tile-scale`` override each part; what was chosen and
 why is recorded in ``run.yaml`` under ``input_choice``.
