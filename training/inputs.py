@@ -7,12 +7,15 @@ than one fixed square: the image sizes are read from the file headers (nothing i
   ``stretch`` (which, for them, changes no aspect ratio; bottle keeps exactly its former input);
 * frames that all have one non-square shape get a non-square ``HxW`` input of about the same
   number of pixels with their aspect ratio (sides multiples of 32), ``letterbox``;
-* frames of varying sizes (cropped parts, magnetic_tile) get ``tile`` windows at one fixed scale,
-  so that a texture has the same size in pixels in every frame: the scale brings the median frame's
-  longer side to ``DEFAULT_SIDE`` and the window is the median frame's shape at that scale; larger
-  frames get more windows, smaller ones padding. On magnetic_tile it localises a little better than
-  stretching every frame to 256x256 and classifies a little worse (pixel AUROC +0.015, image AUROC
-  -0.015 in ``python -m studies.features``; docs/accuracy.md has the table).
+* frames of varying sizes (cropped parts, magnetic_tile) are stretched to an input of the median
+  frame's aspect ratio (square ``DEFAULT_SIDE`` when the median frame is square).
+
+``tile`` is never chosen automatically. It keeps a texture's scale across frames and is the rule for
+frames much larger than the input, but on the one variable-size data set measured, magnetic_tile,
+tiles at the median frame's scale were less accurate and three times slower than stretching
+(``edge-eval``: image AUROC 0.912 against 0.946, pixel 0.791 against 0.796, p50 214 ms against 69 ms;
+docs/accuracy.md). ``--resize tile --tile-scale S`` asks for it (the window is then the median
+frame's shape at that scale).
 
 Explicit ``--input-size``/``--resize``/``--tile-scale`` override each part; what was chosen and
 why is recorded in ``run.yaml`` under ``input_choice``.
@@ -105,7 +108,7 @@ def choose(paths: Sequence[Path], config: PatchCoreConfig, spec: InputSpec, rule
     square = same_shape and abs(sizes.aspect - 1.0) <= SAME_ASPECT
     resize = rule.resize
     if resize == "auto":
-        resize = ("stretch" if square else "letterbox") if same_shape else "tile"
+        resize = "letterbox" if same_shape and not square else "stretch"
     values: dict[str, Any] = {"resize": resize}
     if rule.size is not None:
         size = rule.size
@@ -114,12 +117,16 @@ def choose(paths: Sequence[Path], config: PatchCoreConfig, spec: InputSpec, rule
         scale = rule.tile_scale or side / max(sizes.median)
         size = (_side(sizes.median[0] * scale), _side(sizes.median[1] * scale))
         why = f"median frame {sizes.median[0]}x{sizes.median[1]} at tile scale {scale:.3f}"
-    elif square or resize == "stretch":
+    elif square or (resize == "stretch" and same_shape):
         size = (side, side)
         why = "square frames" if square else "stretch"
+    elif resize == "stretch" and abs(sizes.aspect - 1.0) <= SAME_ASPECT:
+        size = (side, side)
+        why = f"frames of varying size, square median {sizes.median[0]}x{sizes.median[1]}"
     else:
         size = shaped_size(sizes.aspect, side)
-        why = f"median aspect ratio {sizes.aspect:.3f} at about {side}x{side} pixels"
+        why = (f"{'frames of varying size, ' if not same_shape else ''}median aspect ratio {sizes.aspect:.3f} at "
+               f"about {side}x{side} pixels")
     if resize == "tile":
         values["tile_scale"] = round(rule.tile_scale or side / max(sizes.median), 4)
         values["tile_overlap"] = rule.tile_overlap

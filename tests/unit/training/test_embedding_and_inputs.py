@@ -52,7 +52,8 @@ def test_windows_of_several_images_are_batched_in_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize("shapes,resize,size", [
     ([(512, 512)] * 3, "stretch", (256, 256)),
     ([(100, 300)] * 3, "letterbox", shaped_size(3.0)),
-    ([(300, 250), (400, 120), (240, 610)], "tile", None),
+    ([(300, 250), (400, 120), (240, 610)], "stretch", shaped_size(250 / 300)),  # varying: the median's aspect
+    ([(300, 300), (400, 120), (240, 610)], "stretch", (256, 256)),  # varying, square median frame
 ])
 def test_the_input_follows_the_training_images(tmp_path: Path, shapes: list[tuple[int, int]], resize: str,
                                                size: tuple[int, int] | None) -> None:
@@ -64,8 +65,8 @@ def test_the_input_follows_the_training_images(tmp_path: Path, shapes: list[tupl
         assert chosen_config.input_size == size
     if resize == "letterbox":
         assert spec.width / spec.height == pytest.approx(3.0, rel=0.15)
-    if resize == "tile":
-        assert spec.tile_scale is not None and record["survey"]["uniform"] is False
+    if len(set(shapes)) > 1:  # frames of varying size are stretched, never tiled unasked
+        assert record["survey"]["uniform"] is False and spec.tile_scale is None and "varying" in record["why"]
 
 
 def test_explicit_choices_win_over_the_automatic_ones(tmp_path: Path) -> None:
