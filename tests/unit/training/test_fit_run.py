@@ -91,3 +91,13 @@ def test_cli_help_lists_every_option() -> None:
     for option in ("--data", "--out", "--backbone", "--coreset-ratio", "--input-size", "--val-fraction",
                    "--seed", "--device", "--batch-size", "--max-images"):
         assert option in result.output
+
+
+def test_the_cli_names_the_training_defaults_it_cannot_import_for_help() -> None:
+    """--help imports no torch, so the CLI repeats two defaults; they must stay equal to the real ones."""
+    from training import cli
+    from training.backbones import SUPPORTED_BACKBONES
+    from training.embedding import DEFAULT_BATCH_SIZE
+
+    assert tuple(cli.BACKBONE_NAMES) == tuple(SUPPORTED_BACKBONES)
+    assert cli.DEFAULT_BATCH_SIZE == DEFAULT_BATCH_SIZE
