@@ -44,7 +44,7 @@ def _bundle(strips: Path, work: Path, rule: dict[str, object]) -> Path:
     run = fit(strips, work / "run", PatchCoreConfig(coreset_ratio=0.1), val_fraction=0.2, device="cpu",
               progress=False, input_rule=InputRule(**rule))  # type: ignore[arg-type]
     bundle = build_bundle(run, work / "bundle")
-    calibrate(bundle)
+    calibrate(bundle, allow_few=True)  # 4 validation strips: thresholds for this test, not a line
     return bundle
 
 

@@ -40,14 +40,14 @@ def test_graph_that_disagrees_with_torch_is_refused_and_nothing_is_left(tiny_run
     """An exporter bug is a fault no real part produces on demand: fake it by exporting a perturbed bank."""
     real_export = export.build.export_onnx
 
-    def export_perturbed(model, height, width, path):
+    def export_perturbed(model, height, width, path, **options):
         original = {k: v.clone() for k, v in model.state_dict().items()}
         with torch.no_grad():
             for name, buffer in model.named_buffers():
                 if "bank" in name and buffer.dtype.is_floating_point:
                     buffer.mul_(1.5)
         try:
-            return real_export(model, height, width, path)
+            return real_export(model, height, width, path, **options)
         finally:
             model.load_state_dict(original)
 
