@@ -105,7 +105,7 @@ def build_overrides(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
               help="Log verbosity (log_level); each verdict is one INFO line.")
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None, validate_config: bool, **options: Any) -> None:
-    """Line-side visual inspection: grab frames, decide OK/NG with a PatchCore bundle, publish verdicts.
+    """Line-side visual inspection: grab frames, decide OK/NG with a model bundle, publish verdicts.
 
     Without a command, runs the inspection daemon until its source ends or it gets SIGTERM/SIGINT
     (exit 0; frames already grabbed are still published). SIGHUP reloads the config file and its

@@ -60,7 +60,7 @@ from export.quantize import (
     quantize_openvino_int8,
     save_openvino_ir,
 )
-from training.train import load_run
+from training.families.registry import family_of, load_run
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,12 @@ def build_bundle(
         export_onnx(model, spec.height, spec.width, staging / graph_name, dynamic_batch=spec.resize == "tile")
         export_seconds = time.perf_counter() - started
         train_manifest = _write_train_manifest(staging, run)
+        family = family_of(run_dir)
         manifest = _bundle_manifest(run, spec, graph_name, train_manifest,
                                     _hash_files(staging, [graph_name, train_manifest]),
-                                    ExportRecord(seconds=round(export_seconds, 2), created=_now()))
+                                    ExportRecord(seconds=round(export_seconds, 2), created=_now()),
+                                    ModelInfo(**family.describe(model, run)), family.map_meaning(run["config"]),
+                                    family.score_meaning(run["config"]))
         write_bundle_yaml(staging, manifest)
         parity = check_parity(model, staging, run, parity_images)
         assert manifest.export is not None
@@ -309,15 +312,18 @@ def _write_train_manifest(staging: Path, run: dict[str, Any]) -> str:
 
 
 def _bundle_manifest(run: dict[str, Any], spec: InputSpec, graph_name: str, train_manifest: str,
-                     files: dict[str, FileEntry], export: ExportRecord) -> BundleManifest:
-    """The manifest of the FP32 ONNX bundle, not yet calibrated (no thresholds) nor self-tested."""
+                     files: dict[str, FileEntry], export: ExportRecord, model: ModelInfo, map_meaning: str,
+                     score_meaning: str) -> BundleManifest:
+    """The manifest of the FP32 ONNX bundle, not yet calibrated (no thresholds) nor self-tested.
+
+    ``model`` and the two meanings come from the run's family (:mod:`training.families.registry`).
+    """
     config = run["config"]
     map_stride = int(config.get("map_stride", 1))
     manifest = BundleManifest(
         schema_version=SCHEMA_VERSION,
         bundle_id="-",  # replaced below: it is derived from the graph's sha256
-        model=ModelInfo(family="patchcore", backbone=config["backbone"], config=config,
-                        memory_bank=run.get("memory_bank_shape")),
+        model=model,
         graph=GraphSpec(file=graph_name, format=GraphFormat.ONNX, precision=Precision.FP32, opset=18,
                         input_name=INPUT_NAME),
         input=spec,
@@ -325,14 +331,12 @@ def _bundle_manifest(run: dict[str, Any], spec: InputSpec, graph_name: str, trai
             anomaly_map=AnomalyMapOutput(
                 name=OUTPUT_NAMES[0],
                 shape=(1, 1, spec.height // map_stride, spec.width // map_stride),
-                meaning=f"anomaly score per {map_stride}x{map_stride} input pixels (map_stride {map_stride}): "
-                "nearest-neighbour patch distance to the memory bank, upsampled bilinearly and Gaussian-smoothed "
-                "(raw units, not normalised); region boxes are scaled to image pixels",
+                meaning=map_meaning,
             ),
             score=ScoreOutput(
                 name=OUTPUT_NAMES[1],
                 shape=[1],
-                meaning="image anomaly score = max of anomaly_map (raw units); higher is more anomalous",
+                meaning=score_meaning,
             ),
         ),
         normalization=Normalization(
@@ -349,6 +353,8 @@ def _bundle_manifest(run: dict[str, Any], spec: InputSpec, graph_name: str, trai
             train_manifest=train_manifest,
             seed=run.get("seed"),
             device=run.get("device"),
+            resources=run.get("resources"),
+            preset=run.get("preset"),
         ),
         tools=tool_versions(),
         files=files,

@@ -19,12 +19,14 @@ from export.defaults import PARITY_IMAGES, PARITY_TOLERANCE
 from export.guard import DEFAULT_AUROC_DROP_POINTS, DEFAULT_MAX_SCORE_CHANGE
 from export.quantize import DEFAULT_CALIB_COUNT
 
-HELP = """Export the PatchCore run in RUN_DIR (made by edge-train) to a bundle.
+HELP = """Export the run in RUN_DIR (made by edge-train, any --model family) to a bundle.
 
-    The bundle holds one graph from the preprocessed image to the anomaly map and image score,
-    memory-bank search included, plus bundle.yaml (input spec, outputs, normalisation, training
-    record, tool versions, sha256 of each file). Export runs the torch model and the graph on the
-    same held-out images and refuses to write the bundle if they disagree beyond --tolerance.
+    The bundle holds one graph from the preprocessed image to the anomaly map and image score
+    (PatchCore's memory-bank search, PaDiM's Mahalanobis distances, the autoencoder's
+    reconstruction error: all inside the graph), plus bundle.yaml (input spec, outputs,
+    normalisation, training record, tool versions, sha256 of each file). Export runs the torch
+    model and the graph on the same held-out images and refuses to write the bundle if they
+    disagree beyond --tolerance.
     FP16 and INT8 graphs are derived from that checked FP32 graph and compared with it through the
     edge runtime: with --val DIR on labelled defects (image AUROC drop, at most --max-auroc-drop
     points), else on the run's held-out good images (median relative score change, at most

@@ -1,9 +1,11 @@
-"""``edge-train``: fit a PatchCore run directory from a folder of good images.
+"""``edge-train``: fit a run directory of any model family from a folder of good images.
 
 The command line is the way an engineer on site trains a model, so user mistakes (a wrong
 folder, missing weights on an offline PC, a corrupt image) are reported as one line on stderr
-with exit status 2 instead of a traceback. Everything else is a thin layer over
-:func:`training.train.fit`. torch is imported only when the command runs, so ``--help`` is
+with exit status 2 instead of a traceback. PatchCore with its own flags is a thin layer over
+:func:`training.train.fit`; ``--model`` picks another family of the registry
+(:mod:`training.families.registry`), and ``--preset`` / ``--set`` fill a family's settings
+(:mod:`training.presets`). torch is imported only when the command runs, so ``--help`` is
 instant, and on an edge-only install (no ``train`` extra) the command says which extra to
 install instead of a torch traceback.
 """
@@ -19,6 +21,7 @@ import click
 
 from edge.extras import exit_if_missing
 from edge.model.imageio import ImageReadError
+from training.presets import assemble, available_presets, load_preset, parse_set
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,14 @@ log = logging.getLogger(__name__)
 BACKBONE_NAMES = ("mobilenet_v2", "efficientnet_lite0", "resnet18", "wide_resnet50_2")
 # training.embedding.DEFAULT_BATCH_SIZE, likewise (windows per forward pass; small batches stay in cache).
 DEFAULT_BATCH_SIZE = 4
+# The family registry's names and summaries (training.families.registry.FAMILIES), likewise.
+FAMILY_SUMMARIES = {
+    "patchcore": "nearest-neighbour distance of pretrained patch features to a coreset memory bank",
+    "padim": "Mahalanobis distance of pretrained patch features to a Gaussian per patch position",
+    "autoencoder": "U-Net reconstruction autoencoder trained on good images; SSIM/L2 reconstruction error",
+}
+DEFAULT_FAMILY = "patchcore"
+PATCHCORE_ONLY = ("resize", "tile_scale", "layers", "pool_size", "sigma", "tune", "max_latency_ms")
 
 
 class UserError(click.ClickException):
@@ -84,6 +95,17 @@ def parse_sigma(value: str) -> float | None:
               help="Dataset folder in MVTec layout; its train/good/ images are the good parts.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Run directory to write model.pt and run.yaml into (created if missing).")
+@click.option("--model", "model", type=click.Choice(list(FAMILY_SUMMARIES)), default=None,
+              help=f"Model family (default: the preset's, else {DEFAULT_FAMILY}). "
+              + "; ".join(f"{name}: {summary}" for name, summary in FAMILY_SUMMARIES.items()) + ". The options "
+              "from --resize to --max-latency-ms are PatchCore's (docs/models.md).")
+@click.option("--preset", default=None,
+              help=f"Category preset: a shipped name ({', '.join(available_presets())}) or a YAML file "
+              "(model, config, train); flags and --set override it.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override one config or trainer setting of the family (repeatable), e.g. --set epochs=30 "
+              "--set loss.ssim=0.5 --set skips=[true,true,false]. VALUE is read as YAML.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in OUT from its checkpoint (autoencoder).")
 @click.option("--backbone", default="mobilenet_v2", show_default=True, type=click.Choice(BACKBONE_NAMES),
               help="Pretrained feature extractor; weights must already be on this machine.")
 @click.option("--coreset-ratio", type=float, show_default="the model's default, PatchCoreConfig.coreset_ratio",
@@ -124,9 +146,15 @@ def parse_sigma(value: str) -> float | None:
 @click.option("--max-images", default=None, type=click.IntRange(min=1),
               help="Use at most N training images (quick trial runs).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars, warnings only.")
+@click.pass_context
 def main(
+    ctx: click.Context,
     data_dir: Path,
     out_dir: Path,
+    model: str | None,
+    preset: str | None,
+    sets: tuple[str, ...],
+    resume: bool,
     backbone: str,
     coreset_ratio: float | None,
     map_stride: int | None,
@@ -157,6 +185,12 @@ def main(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    chosen = _preset(preset)
+    name = model or (chosen.model if chosen else DEFAULT_FAMILY)
+    if name != "patchcore" or chosen is not None or sets or resume:
+        _train_family(ctx, name, chosen, data_dir, out_dir, sets, resume, val_fraction, seed, device,
+                      batch_size, max_images, quiet)
+        return
     if max_latency_ms is not None and not tune:
         raise UserError("--max-latency-ms is a budget for --tune; add --tune")
     size = parse_input_size(input_size)
@@ -166,6 +200,7 @@ def main(
         from training.data import DatasetError
         from training.inputs import InputRule
         from training.patchcore import PatchCoreConfig
+        from training.runs import measure, record_in_run
         from training.train import fit
         from training.tune import TuneError, TuneOptions
 
@@ -179,12 +214,60 @@ def main(
                 pool_size=defaults.pool_size if pool_size is None else pool_size,
                 sigma=defaults.sigma if fixed_sigma is None else fixed_sigma)
             rule = InputRule(size=size, resize=resize, tile_scale=tile_scale)
-            out = fit(data_dir, out_dir, config, val_fraction=val_fraction, seed=seed, device=device,
-                      batch_size=batch_size, max_images=max_images, progress=not quiet, input_rule=rule,
-                      tune_options=TuneOptions(max_latency_ms) if tune else None,
-                      choose_smoothing=sigma is not None and fixed_sigma is None)
+            with measure() as cost:
+                out = fit(data_dir, out_dir, config, val_fraction=val_fraction, seed=seed, device=device,
+                          batch_size=batch_size, max_images=max_images, progress=not quiet, input_rule=rule,
+                          tune_options=TuneOptions(max_latency_ms) if tune else None,
+                          choose_smoothing=sigma is not None and fixed_sigma is None)
+            record_in_run(out, {"family": "patchcore", "resources": cost.to_dict(), "preset": None})
         except (DatasetError, BackboneWeightsError, ImageReadError, TuneError, ValueError, OSError) as exc:
             raise UserError(str(exc)) from exc
+    click.echo(str(out))
+
+
+def _preset(preset: str | None) -> Any:
+    if not preset:
+        return None
+    try:
+        return load_preset(preset)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _train_family(ctx: click.Context, name: str, chosen: Any, data_dir: Path, out_dir: Path, sets: tuple[str, ...],
+                  resume: bool, val_fraction: float, seed: int, device: str, batch_size: int, max_images: int | None,
+                  quiet: bool) -> None:
+    """A family of the registry (or PatchCore from a preset or --set), from its config fields."""
+    given = {key for key, value in ctx.params.items()
+             if ctx.get_parameter_source(key) is not click.core.ParameterSource.DEFAULT and value is not None}
+    extra = sorted(given & set(PATCHCORE_ONLY))
+    if extra:
+        raise UserError(f"--{extra[0].replace('_', '-')} applies to PatchCore's own flags, not to --model {name} "
+                        "with --preset/--set/--resume (use --set for a config field)")
+    flags: dict[str, Any] = {key: ctx.params[key] for key in ("backbone", "coreset_ratio", "map_stride")
+                             if key in given}
+    if "input_size" in given and parse_input_size(ctx.params["input_size"]) is not None:
+        flags["input_size"] = parse_input_size(ctx.params["input_size"])
+    with exit_if_missing("edge-train", "edge-train"):
+        from training.backbones import BackboneWeightsError
+        from training.data import DatasetError
+        from training.families.registry import get_family, train
+        from training.runs import TrainRequest
+
+        try:
+            family = get_family(name)
+            config, settings = assemble(name, family.config_keys, family.train_keys, chosen, flags, parse_set(sets))
+            if resume and not family.train_keys:
+                raise UserError(f"--resume: {name} trains in one pass and has nothing to resume")
+            request = TrainRequest(data_dir=data_dir, out_dir=out_dir, config=config, train=settings,
+                                   val_fraction=val_fraction, seed=seed, device=device,
+                                   batch_size=batch_size if "batch_size" in given else None, max_images=max_images,
+                                   progress=not quiet, resume=resume, preset=str(chosen.path) if chosen else None)
+            out, cost = train(name, request)
+        except (DatasetError, BackboneWeightsError, ImageReadError, ValueError, OSError) as exc:
+            raise UserError(str(exc)) from exc
+    log.info("%s trained in %.1f s wall, %.1f s CPU, peak RSS %.0f MB", name, cost.wall_s, cost.cpu_s,
+             cost.peak_rss_mb)
     click.echo(str(out))
 
 

@@ -41,14 +41,35 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-class ModelInfo(_Record):
-    """What the graph is: the model family, its backbone and the training configuration."""
+class GaussiansInfo(_Record):
+    """Size of PaDiM's per-position Gaussians."""
 
-    family: str = Field(description="Model family, e.g. patchcore.")
-    backbone: str = Field(description="Feature-extractor backbone, e.g. mobilenet_v2.")
+    cells: int | None = Field(None, ge=1, description="Grid cells, one Gaussian each.")
+    features: int | None = Field(None, ge=1, description="Feature channels per cell (the random subset).")
+
+
+class ModelInfo(_Record):
+    """What the graph is: the model family, its backbone and the training configuration.
+
+    A record only: the edge runs every family through the same graph contract and never acts on
+    these fields (the family-specific ones are each written by one family and absent otherwise).
+    """
+
+    family: str = Field(description="Model family as the training registry (training.families.registry) names "
+                        "it: patchcore, padim or autoencoder.")
+    backbone: str = Field(description="Feature-extractor backbone, e.g. mobilenet_v2; for a family without one, "
+                          "its network architecture (unet_lite).")
     config: dict[str, Any] = Field(default_factory=dict, description="The model configuration the graph was "
-                                   "made from (training.patchcore.PatchCoreConfig as data).")
-    memory_bank: list[int] | None = Field(None, description="Shape of the memory bank: [patches, feature size].")
+                                   "made from: the family's config class as data (training.patchcore."
+                                   "PatchCoreConfig, training.families.padim.PadimConfig, training.families."
+                                   "autoencoder.AutoencoderConfig).")
+    memory_bank: list[int] | None = Field(None, description="patchcore: shape of the memory bank, [patches, "
+                                          "feature size].")
+    gaussians: GaussiansInfo | None = Field(None, description="padim: size of the per-position Gaussians.")
+    parameters: int | None = Field(None, ge=0, description="autoencoder: trainable parameters of the network.")
+    trainer: dict[str, Any] | None = Field(None, description="autoencoder: how the network was trained (optimiser, "
+                                           "schedule, loss weights, perceptual backbone, augmentation, epochs run, "
+                                           "best epoch and why training stopped).")
 
 
 class GraphSpec(_Contract):
@@ -167,6 +188,17 @@ class Thresholds(_Contract):
         return self
 
 
+class TrainingResources(_Record):
+    """What fitting the model cost, measured by edge-train around the fit (process-wide)."""
+
+    wall_s: float | None = Field(None, ge=0, description="Wall-clock seconds of the fit.")
+    cpu_s: float | None = Field(None, ge=0, description="CPU seconds of the fit, user + sys over all threads (on a "
+                                "shared machine a steadier figure than wall time).")
+    peak_rss_mb: float | None = Field(None, ge=0, description="Peak resident memory of the training process, MB.")
+    load_avg_1m: dict[str, float] | None = Field(None, description="One-minute load average at the start and the "
+                                                 "end of the fit: how busy the machine was.")
+
+
 class TrainingRecord(_Record):
     """What the model was fitted on."""
 
@@ -179,6 +211,8 @@ class TrainingRecord(_Record):
                                        "image, so calibration can refuse them.")
     seed: int | None = Field(None, description="Random seed of the training run.")
     device: str | None = Field(None, description="Device the model was fitted on.")
+    resources: TrainingResources | None = Field(None, description="What the fit cost on the machine it ran on.")
+    preset: str | None = Field(None, description="The edge-train preset file the settings started from.")
 
 
 class FileEntry(_Contract):

@@ -1,0 +1,61 @@
+"""edge-train-batch trains, exports, calibrates and evaluates every category; a bad one stops only itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1].parent
+
+
+def _category_with_corrupt_training_images(root: Path, bottle: Path) -> None:
+    (root / "cracked" / "train" / "good").mkdir(parents=True)
+    (root / "cracked" / "test" / "good").mkdir(parents=True)
+    for index in range(4):
+        (root / "cracked" / "train" / "good" / f"corrupt{index}.png").write_bytes(b"\x89PNG not really")
+    good = min((bottle / "test" / "good").glob("*.png"))
+    (root / "cracked" / "test" / "good" / good.name).symlink_to(good)
+
+
+def _batch(root: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "training.batch", str(root), "--out", str(out), "--models", "padim",
+               "--max-images", "8", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+
+
+def test_batch_runs_every_category_records_failures_and_resumes_without_redoing_work(tmp_path: Path) -> None:
+    bottle = REPO.parent / "shared" / "datasets" / "mvtec_bottle"
+    if not bottle.is_dir():
+        pytest.skip(f"{bottle} not found")
+    root, out = tmp_path / "datasets", tmp_path / "batch"
+    root.mkdir()
+    (root / "bottle").symlink_to(bottle)
+    _category_with_corrupt_training_images(root, bottle)
+    (root / "notes").mkdir()  # not in MVTec layout: ignored
+
+    first = _batch(root, out)
+    assert first.returncode == 1, first.stderr  # one job failed
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {row["category"]: row for row in summary["rows"]}
+    assert set(rows) == {"bottle", "cracked"}
+    assert rows["bottle"]["status"] == "ok" and rows["bottle"]["family"] == "padim"
+    assert 0.5 < rows["bottle"]["image_auroc"] <= 1.0 and rows["bottle"]["bundle_mb"] > 0
+    assert rows["bottle"]["latency_p50_ms"] > 0 and rows["bottle"]["train_peak_rss_mb"] > 0
+    assert rows["cracked"]["status"].startswith("failed: train:") and "corrupt" in rows["cracked"]["status"]
+    markdown = (out / "summary.md").read_text()
+    assert "| bottle | padim | ok |" in markdown and "| cracked | padim | failed: train:" in markdown
+    assert summary["wall_s"] > 0
+
+    done = json.loads((out / "bottle" / "padim" / "job.json").read_text())["steps"]
+    second = _batch(root, out)
+    assert second.returncode == 1
+    again = json.loads((out / "bottle" / "padim" / "job.json").read_text())["steps"]
+    assert again == done  # finished steps are not run again
+    assert (out / "bottle" / "padim" / "train.log").read_text().count("$ ") == 1
+    assert (out / "cracked" / "padim" / "train.log").read_text().count("$ ") == 2

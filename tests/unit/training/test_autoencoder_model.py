@@ -1,0 +1,102 @@
+"""The U-Net autoencoder has the architecture users bring and turns a reconstruction into the bundle contract."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.families.autoencoder import AutoencoderConfig, AutoencoderDetector, AutoencoderUNetLite, count_parameters
+from training.similarity import gaussian_kernel1d, ssim_map
+
+
+def _shapes_after_each_stage(network: AutoencoderUNetLite, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = [network.bottleneck.register_forward_hook(lambda m, i, o: shapes.__setitem__("bottleneck", tuple(o.shape)))]
+    for index, up in enumerate(network.upsample):
+        hooks.append(up.register_forward_hook(
+            lambda m, i, o, index=index: shapes.__setitem__(f"up{index}", tuple(o.shape))))
+    shapes["output"] = tuple(network(x).shape)
+    for hook in hooks:
+        hook.remove()
+    return shapes
+
+
+def test_default_network_is_the_unet_lite_users_bring() -> None:
+    network = AutoencoderUNetLite().eval()
+    with torch.no_grad():
+        shapes = _shapes_after_each_stage(network, torch.zeros(1, 3, 128, 128))
+    assert shapes["bottleneck"] == (1, 512, 16, 16)
+    assert [shapes[f"up{i}"][-1] for i in range(3)] == [32, 64, 128]
+    assert shapes["output"] == (1, 3, 128, 128)
+    assert isinstance(network.head[-1], torch.nn.Tanh)
+    assert all(isinstance(up, torch.nn.ConvTranspose2d) for up in network.upsample)
+    assert 1.7e6 < count_parameters(network) < 2.1e6  # "about 1.9 M parameters"
+
+
+def test_skips_can_be_switched_off_per_level_and_change_only_the_decoder_inputs() -> None:
+    with_skips = AutoencoderUNetLite(skips=(True, True, True))
+    without = AutoencoderUNetLite(skips=(False, False, False))
+    assert count_parameters(without) < count_parameters(with_skips)
+    assert without.decoder[0][0].in_channels == 128 and with_skips.decoder[0][0].in_channels == 256
+    assert without(torch.zeros(2, 3, 64, 64)).shape == (2, 3, 64, 64)
+
+
+def test_input_shape_and_channels_are_validated() -> None:
+    network = AutoencoderUNetLite()
+    with pytest.raises(ValueError, match="3 channel"):
+        network(torch.zeros(1, 1, 128, 128))
+    with pytest.raises(ValueError, match="divisible by 8"):
+        network(torch.zeros(1, 3, 100, 100))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        network(torch.zeros(3, 128, 128))
+    detector = AutoencoderDetector(AutoencoderConfig(input_size=(64, 64), widths=(4, 8, 16), bottleneck=16))
+    with pytest.raises(ValueError, match=r"\(64, 64\)"):
+        detector(torch.zeros(1, 3, 128, 128))
+    with pytest.raises(ValueError, match="divisible by 8"):
+        AutoencoderConfig(input_size=(100, 100))
+    with pytest.raises(ValueError, match="one flag per encoder block"):
+        AutoencoderConfig(skips=(True,))
+
+
+def test_grayscale_model_reconstructs_one_channel_from_the_replicated_rgb_input() -> None:
+    config = AutoencoderConfig(input_size=(32, 32), in_channels=1, widths=(4, 8, 16), bottleneck=8)
+    detector = AutoencoderDetector(config).eval()
+    gray = torch.rand(1, 1, 32, 32) * 2 - 1
+    assert torch.allclose(detector.network_input(gray.expand(1, 3, 32, 32)), gray, atol=1e-6)
+    with torch.no_grad():
+        anomaly_map, score = detector(gray.expand(1, 3, 32, 32).contiguous())
+    assert detector.network.head[0].out_channels == 1
+    assert anomaly_map.shape == (1, 1, 32, 32) and score.shape == (1,)
+
+
+def test_error_map_is_zero_for_a_perfect_reconstruction_and_grows_with_a_defect() -> None:
+    config = AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16), bottleneck=8, sigma=1.0)
+    detector = AutoencoderDetector(config)
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert detector.error_map(image, image).abs().max() < 1e-5
+    damaged = image.clone()
+    damaged[:, :, 10:14, 10:14] = 1.0
+    error = detector.error_map(image, damaged)
+    assert error[0, 0, 12, 12] > error[0, 0, 28, 28]
+    anomaly_map, score = detector.postprocess(error)
+    assert score.item() == pytest.approx(anomaly_map.max().item())
+
+
+def test_topk_score_is_the_mean_of_the_largest_map_values_and_map_stride_pools() -> None:
+    config = AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16), bottleneck=8, score="topk_mean", topk=4,
+                               map_stride=2)
+    detector = AutoencoderDetector(config)
+    error = torch.rand(1, 1, 32, 32)
+    anomaly_map, score = detector.postprocess(error)
+    assert anomaly_map.shape == (1, 1, 16, 16)
+    assert score.item() == pytest.approx(anomaly_map.flatten().topk(4).values.mean().item())
+    with pytest.raises(ValueError, match="score"):
+        AutoencoderConfig(score="median")
+
+
+def test_ssim_of_an_image_with_itself_is_one_and_drops_for_noise() -> None:
+    window = gaussian_kernel1d(1.5, radius=5)
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.allclose(ssim_map(image, image, window), torch.ones(1, 3, 32, 32), atol=1e-5)
+    noisy = image + 0.3 * torch.randn_like(image)
+    assert ssim_map(image, noisy, window).mean() < 0.9
