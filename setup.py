@@ -54,19 +54,21 @@ EXTRAS = {
 setup(
     name="edge-inspect",
     version="0.1.0",
-    description="Line-side visual inspection runtime: PatchCore training, bundle export, calibration, edge daemon",
+    description="Line-side visual inspection runtime: anomaly-model training (PatchCore, PaDiM, U-Net autoencoder), "
+    "bundle export, calibration, edge daemon",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["edge", "edge.*", "training", "training.*", "export", "export.*",
                                     "calibration", "calibration.*", "studies", "studies.*"]),
-    package_data={"edge": ["demo/bundle/*", "demo/images/*/*", "view/static/*"]},
+    package_data={"edge": ["demo/bundle/*", "demo/images/*/*", "view/static/*"], "training": ["presets/*.yaml"]},
     install_requires=EDGE_REQUIRES,
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
             "edge-inspect=edge.cli:main",
             "edge-train=training.cli:main",
+            "edge-train-batch=training.batch:main",
             "edge-export=export.cli:main",
             "edge-calibrate=calibration.cli:calibrate_main",
             "edge-eval=calibration.cli:eval_main",
