@@ -32,10 +32,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from calibration.dataset import labelled_test_images
-from calibration.metrics import roc_auc
 from edge.model.imageio import read_image
 from edge.model.preprocess import InputSpec, preprocess
+from export.heldout import labelled_test_images, roc_auc
 from training.families.autoencoder import AutoencoderDetector
 from training.families.registry import FAMILIES, load_run, train
 from training.presets import assemble, load_preset, parse_set

@@ -38,16 +38,20 @@ def family_bundle(request, tmp_path_factory, bottle) -> tuple[str, Path]:
 def test_bundle_declares_its_family_and_records_parity_with_torch(family_bundle) -> None:
     name, path = family_bundle
     bundle = load_bundle(path)
-    meta = bundle.meta
-    assert meta["model"]["family"] == name and meta["bundle_id"].startswith(f"{name}-")
-    parity = meta["export"]["parity"]
-    assert parity["n_images"] > 0 and parity["max_rel_score_diff"] <= parity["tolerance"]
-    assert meta["training"]["resources"]["cpu_s"] > 0
+    manifest = bundle.manifest
+    assert manifest.model.family == name and manifest.bundle_id.startswith(f"{name}-")
+    parity = manifest.export.parity
+    assert parity.n_images > 0 and parity.max_rel_score_diff <= parity.tolerance
+    assert manifest.training.resources.cpu_s > 0 and manifest.training.resources.peak_rss_mb > 0
     graph = onnx.load(str(bundle.graph_path))
     assert [i.name for i in graph.graph.input] == ["image"]
     assert [o.name for o in graph.graph.output] == ["anomaly_map", "score"]
     height, width = bundle.map_shape
-    assert meta["outputs"]["anomaly_map"]["shape"] == [1, 1, height, width]
+    assert manifest.outputs.anomaly_map.shape == (1, 1, height, width)
+    if name == "padim":
+        assert manifest.model.gaussians.features == RUNS["padim"]["config"]["n_features"]
+    else:
+        assert manifest.model.parameters > 0 and manifest.model.trainer["epochs_run"] == 1
 
 
 def test_the_autoencoder_input_rule_is_plain_scale_mean_std_in_bundle_yaml(family_bundle) -> None:
