@@ -40,6 +40,7 @@ def compare(bundles: list[Path], data: Path, json_path: Path) -> list[dict[str, 
 
 
 def parity(bundle_dir: Path) -> dict[str, Any]:
+    """The ``export.parity`` record of ``bundle.yaml`` as data (empty if the bundle has none)."""
     record = load_bundle(bundle_dir).manifest.export
     if record is None or record.parity is None:
         return {}
@@ -67,10 +68,12 @@ def table_rows(summary: dict[str, Any], out: Path) -> list[dict[str, Any]]:
 
 
 def _f(value: Any, fmt: str) -> str:
+    """``value`` formatted, or ``-`` when it is missing."""
     return "-" if value is None else fmt.format(value)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows as one Markdown table."""
     lines = ["| family | dataset | image AUROC | pixel AUROC | F1 | train wall / CPU (s) | train peak RSS (MB) | "
              "bundle (MB) | p50 (ms) | parity: max rel. score diff (tolerance) |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -1,4 +1,7 @@
-"""edge-train-batch trains, exports, calibrates and evaluates every category; a bad one stops only itself."""
+"""edge-train-batch trains, exports, calibrates and evaluates every category; a bad one stops only itself.
+
+studies.family_table then puts the bundles the batch left side by side, with their parity record.
+"""
 
 from __future__ import annotations
 
@@ -29,17 +32,22 @@ def _batch(root: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
 
 
-def test_batch_runs_every_category_records_failures_and_resumes_without_redoing_work(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def first_batch(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
     bottle = REPO.parent / "shared" / "datasets" / "mvtec_bottle"
     if not bottle.is_dir():
         pytest.skip(f"{bottle} not found")
-    root, out = tmp_path / "datasets", tmp_path / "batch"
+    work = tmp_path_factory.mktemp("batch")
+    root, out = work / "datasets", work / "batch"
     root.mkdir()
     (root / "bottle").symlink_to(bottle)
     _category_with_corrupt_training_images(root, bottle)
     (root / "notes").mkdir()  # not in MVTec layout: ignored
+    return root, out, _batch(root, out)
 
-    first = _batch(root, out)
+
+def test_batch_runs_every_category_records_failures_and_resumes_without_redoing_work(first_batch) -> None:
+    root, out, first = first_batch
     assert first.returncode == 1, first.stderr  # one job failed
     summary = json.loads((out / "summary.json").read_text())
     rows = {row["category"]: row for row in summary["rows"]}
@@ -59,3 +67,18 @@ def test_batch_runs_every_category_records_failures_and_resumes_without_redoing_
     assert again == done  # finished steps are not run again
     assert (out / "bottle" / "padim" / "train.log").read_text().count("$ ") == 1
     assert (out / "cracked" / "padim" / "train.log").read_text().count("$ ") == 2
+
+
+def test_family_table_puts_the_batch_bundles_side_by_side_with_parity(first_batch, tmp_path: Path) -> None:
+    _, out, _ = first_batch
+    json_path = tmp_path / "table.json"
+    command = [sys.executable, "-m", "studies.family_table", str(out), "--json", str(json_path)]
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                            text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(json_path.read_text())
+    assert [(r["dataset"], r["family"]) for r in rows] == [("bottle", "padim")]  # the failed job has no bundle
+    row = rows[0]
+    assert 0.5 < row["image_auroc"] <= 1.0 and row["p50_ms"] > 0 and row["train_cpu_s"] > 0
+    assert row["parity"]["max_rel_score_diff"] <= row["parity"]["tolerance"]
+    assert "| padim | bottle |" in result.stdout
