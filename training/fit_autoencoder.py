@@ -64,7 +64,8 @@ class TrainerConfig:
 
     ``early_stopping`` is the number of epochs without a validation-loss improvement of at least
     ``min_delta`` (relative) after which training stops (0: off). ``max_minutes`` stops training
-    at the end of the epoch that crosses it (0: no budget). ``amp``: ``auto`` uses mixed precision
+    at the end of the epoch that crosses it (0: no budget); the cosine schedule then anneals over
+    the budget (:func:`budget_lr`). ``amp``: ``auto`` uses mixed precision
     on CUDA only, ``on`` demands CUDA, ``off`` never.
     """
 
@@ -175,6 +176,20 @@ def make_scheduler(trainer: TrainerConfig, optimizer: torch.optim.Optimizer) -> 
     return None
 
 
+def budget_lr(trainer: TrainerConfig, epochs_done: int, elapsed_s: float) -> float | None:
+    """The cosine rate for the next epoch under a time budget (None without one, or another schedule).
+
+    With ``max_minutes`` the run may stop long before ``epochs``; an epoch-indexed cosine would be
+    cut off at a high rate. So the cosine follows whichever runs out first, epochs or minutes:
+    ``progress = max(epochs done / epochs, elapsed / budget)``, and the last epoch the budget
+    allows is trained near ``min_lr`` as it would be at the end of a full run.
+    """
+    if trainer.scheduler != "cosine" or not trainer.max_minutes:
+        return None
+    progress = min(1.0, max(epochs_done / trainer.epochs, elapsed_s / (60.0 * trainer.max_minutes)))
+    return trainer.min_lr + (trainer.lr - trainer.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def _batches(count: int, batch_size: int, order: torch.Tensor) -> list[torch.Tensor]:
     """Index batches; a last batch of one image joins the previous one (batch norm needs two)."""
     chunks = list(order.split(batch_size))
@@ -242,7 +257,12 @@ class Trainer:
         return total / seen
 
     def step_schedule(self, val_loss: float) -> None:
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        """Set the next epoch's rate (after ``state`` counts the epoch just trained)."""
+        rate = budget_lr(self.trainer, self.state.epoch, self.state.elapsed_s)
+        if rate is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = rate
+        elif isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(val_loss)
         elif self.scheduler is not None:
             self.scheduler.step()
@@ -263,10 +283,10 @@ class Trainer:
             terms = self.train_epoch(train_x, progress, epoch)
             val_loss = self.validation_loss(val_x)
             lr = float(self.optimizer.param_groups[0]["lr"])
-            self.step_schedule(val_loss)
             seconds = time.perf_counter() - tick
             state.elapsed_s += seconds
             state.epoch = epoch
+            self.step_schedule(val_loss)
             state.history.append({"epoch": epoch, "train_loss": terms.pop("loss"), "val_loss": val_loss,
                                   "terms": terms, "lr": lr, "seconds": round(seconds, 2)})
             if self.improved(val_loss):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import yaml
 from training.augment import Augmentation, augment
 from training.families.autoencoder import AutoencoderDetector
 from training.families.registry import load_run, train
-from training.fit_autoencoder import TrainerConfig, make_scheduler, use_amp
+from training.fit_autoencoder import TrainerConfig, budget_lr, make_scheduler, use_amp
 from training.runs import TrainRequest
 
 REPO = Path(__file__).resolve().parents[3]
@@ -76,6 +77,16 @@ def test_schedules_and_optimisers_are_built_from_the_trainer_settings() -> None:
     assert nested.loss.ssim == 0.25 and nested.augment.rotation == 10
     with pytest.raises(ValueError, match="unknown keys"):
         TrainerConfig.from_dict({"loss": {"ssimm": 1}})
+
+
+def test_a_time_budget_anneals_the_cosine_schedule_over_the_minutes_or_the_epochs_whichever_ends_first() -> None:
+    budget = TrainerConfig(epochs=20, lr=1e-3, min_lr=1e-5, max_minutes=10.0)
+    assert budget_lr(budget, 0, 0.0) == pytest.approx(1e-3)
+    assert budget_lr(budget, 1, 300.0) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # half the minutes spent
+    assert budget_lr(budget, 15, 150.0) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(0.75 * math.pi)))
+    assert budget_lr(budget, 3, 900.0) == pytest.approx(1e-5)  # past the budget: the floor
+    assert budget_lr(TrainerConfig(epochs=20), 1, 300.0) is None  # no budget: the epoch schedule
+    assert budget_lr(TrainerConfig(scheduler="step", max_minutes=10.0), 1, 300.0) is None
 
 
 def test_augmentation_changes_input_and_target_alike_except_noise() -> None:
