@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -161,6 +162,18 @@ def last_error(log_path: Path) -> str:
     return lines[-1][-300:] if lines else "no output"
 
 
+def step_error(result: dict[str, Any], log_path: Path) -> str:
+    """Why a step failed: the signal that killed it (OOM killer, an operator), else its last log line."""
+    code = int(result["returncode"])
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name} after {result['wall_s']:.0f} s (see {log_path.name})"
+    return last_error(log_path)
+
+
 def run_job(job: Job, threads: int) -> Job:
     """Run the job's steps that are not done yet, in order; stop at the first failure."""
     job.folder.mkdir(parents=True, exist_ok=True)
@@ -175,7 +188,7 @@ def run_job(job: Job, threads: int) -> Job:
         result = run_step(step_command(job, step), log_path, threads)
         job.steps[step] = result
         if not result["ok"]:
-            job.error = f"{step}: {last_error(log_path)}"
+            job.error = f"{step}: {step_error(result, log_path)}"
         job.save()
         if job.error:
             log.warning("%s failed at %s", job.name, job.error)
