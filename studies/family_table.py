@@ -55,7 +55,10 @@ def table_rows(summary: dict[str, Any], out: Path) -> list[dict[str, Any]]:
             by_data[row["category"]].append(row)
     rows = []
     for category, jobs in sorted(by_data.items()):
-        data = Path(load_bundle(jobs[0]["bundle"]).manifest.training.dataset)  # type: ignore[union-attr]
+        training = load_bundle(jobs[0]["bundle"]).manifest.training
+        if training is None or not training.dataset:
+            raise click.ClickException(f"{jobs[0]['bundle']}: bundle.yaml records no training dataset")
+        data = Path(training.dataset)
         figures = compare([Path(j["bundle"]) for j in jobs], data, out / f"compare-{category}.json")
         for job, fig in zip(jobs, figures, strict=True):
             total = (fig.get("latency_ms") or {}).get("total") or {}
