@@ -33,6 +33,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from edge.extras import exit_if_missing
 from edge.ops.atomicfile import write_atomic
 from training.batch_report import summary_rows, write_summary
 from training.presets import available_presets, load_preset
@@ -297,7 +298,8 @@ def main(root: Path, out: Path, models: str, categories: str | None, jobs: int, 
         edge-train-batch ../shared/datasets --out batch/ --models padim,autoencoder --jobs 2
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from training.families.registry import FAMILIES
+    with exit_if_missing("edge-train-batch", "edge-train-batch"):  # the registry needs torch: one line without it
+        from training.families.registry import FAMILIES
 
     families = [m.strip() for m in models.split(",") if m.strip()]
     unknown = [m for m in families if m not in FAMILIES]

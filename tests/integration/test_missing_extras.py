@@ -19,7 +19,7 @@ from edge.tools.harness import DEMO_BUNDLE, DEMO_IMAGES, REPO, daemon_env
 LAUNCHER = Path(__file__).with_name("without_modules.py")
 TRAIN_MODULES = "torch,torchvision,timm,onnx,onnxscript,nncf"
 TOOLS = {"edge-train": "training.cli:main", "edge-export": "export.cli:main", "edge-tradeoff": "studies.tradeoff:main",
-         "edge-inspect": "edge.cli:main"}
+         "edge-train-batch": "training.batch:main", "edge-inspect": "edge.cli:main"}
 
 
 def run(modules: str, tool: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -33,7 +33,7 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("tool", ["edge-train", "edge-export", "edge-tradeoff"])
+@pytest.mark.parametrize("tool", ["edge-train", "edge-export", "edge-tradeoff", "edge-train-batch"])
 def test_help_of_the_training_commands_needs_no_torch(tool):
     result = run(TRAIN_MODULES, tool, "--help")
     assert result.returncode == 0, result.stderr
@@ -44,6 +44,7 @@ def test_help_of_the_training_commands_needs_no_torch(tool):
     ("edge-train", ["--data", str(DEMO_IMAGES), "--out", "unused"]),
     ("edge-export", [str(DEMO_BUNDLE), "--out", "unused"]),
     ("edge-tradeoff", [str(DEMO_BUNDLE), "--data", str(DEMO_IMAGES), "--work", "unused"]),
+    ("edge-train-batch", [str(DEMO_IMAGES), "--out", "unused"]),
 ])
 def test_a_training_command_without_the_train_extra_names_it_in_one_line(tool, args, tmp_path):
     args = [str(tmp_path / a) if a == "unused" else a for a in args]

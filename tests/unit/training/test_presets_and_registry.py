@@ -8,9 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from training.augment import Augmentation
-from training.cli import main
+from training.backbones import SUPPORTED_BACKBONES
+from training.cli import BACKBONE_NAMES, FAMILY_SUMMARIES, main
+from training.cli import DEFAULT_FAMILY as CLI_DEFAULT
 from training.families.autoencoder import AutoencoderConfig
-from training.families.registry import FAMILIES, family_of, get_family, load_run
+from training.families.registry import DEFAULT_FAMILY, FAMILIES, family_of, get_family, load_run
 from training.fit_autoencoder import TrainerConfig
 from training.presets import Preset, assemble, available_presets, load_preset, parse_set
 from training.train import RunError
@@ -83,3 +85,9 @@ def test_cli_refuses_a_flag_of_another_family_in_one_line(tmp_path: Path, bottle
     result = CliRunner().invoke(main, ["--model", "padim", "--resume", "--data", str(bottle),
                                        "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "nothing to resume" in result.output
+
+
+def test_the_cli_names_the_families_and_backbones_without_importing_torch_as_the_registry_does() -> None:
+    assert tuple(BACKBONE_NAMES) == tuple(SUPPORTED_BACKBONES)
+    assert FAMILY_SUMMARIES == {name: family.summary for name, family in FAMILIES.items()}
+    assert CLI_DEFAULT == DEFAULT_FAMILY
