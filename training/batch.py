@@ -62,6 +62,7 @@ class Job:
     folder: Path
     preset: str | None = None
     max_images: int | None = None
+    calibrate_args: tuple[str, ...] = ()
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
 
@@ -134,7 +135,8 @@ def step_command(job: Job, step: str) -> list[str]:
     if step == "export":
         return _python("from export.cli import main; main()") + [str(run), "--out", str(bundle), "--overwrite"]
     if step == "calibrate":
-        return _python("from calibration.cli import calibrate_main; calibrate_main()") + [str(bundle)]
+        return _python("from calibration.cli import calibrate_main; calibrate_main()") + [str(bundle),
+                                                                                        *job.calibrate_args]
     return _python("from calibration.cli import eval_main; eval_main()") + [
         str(bundle), "--data", str(job.data), "--json", str(job.folder / "eval.json")]
 
@@ -284,9 +286,14 @@ def run_batch(jobs: list[Job], parallel: int, progress: bool) -> float:
 @click.option("--no-presets", is_flag=True, help="Do not apply the shipped presets made for a category.")
 @click.option("--max-images", default=None, type=click.IntRange(min=2),
               help="Train on at most N images per category (quick trial runs).")
+@click.option("--target-frr", default=None, type=float,
+              help="edge-calibrate's false-reject target for every category (default: edge-calibrate's).")
+@click.option("--allow-few", is_flag=True,
+              help="Pass --allow-few to edge-calibrate: calibrate on fewer held-out good images than the target "
+              "needs (recorded in each bundle.yaml).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def main(root: Path, out: Path, models: str, categories: str | None, jobs: int, no_presets: bool,
-         max_images: int | None, quiet: bool) -> None:
+         max_images: int | None, target_frr: float | None, allow_few: bool, quiet: bool) -> None:
     """Train, export, calibrate and evaluate every MVTec-layout dataset folder under ROOT.
 
     Each (category, model) pair is a job in OUT/<category>/<model>/; each step runs as its own
@@ -308,8 +315,11 @@ def main(root: Path, out: Path, models: str, categories: str | None, jobs: int, 
     wanted = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
     found = find_categories(root, wanted)
     out = out.resolve()
+    calibrate_args = (*(("--target-frr", str(target_frr)) if target_frr is not None else ()),
+                      *(("--allow-few",) if allow_few else ()))
     batch = [Job(category=name, data=data, family=family, folder=out / name / family,
-                 preset=None if no_presets else preset_for(name, family), max_images=max_images)
+                 preset=None if no_presets else preset_for(name, family), max_images=max_images,
+                 calibrate_args=calibrate_args)
              for name, data in found for family in families]
     wall = run_batch(batch, jobs, not quiet)
     rows = summary_rows(batch)
