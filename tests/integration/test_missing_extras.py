@@ -74,3 +74,12 @@ def test_the_default_engine_runs_the_demo_without_openvino(tmp_path):
     result = run("openvino", "edge-inspect", "--camera", "sim", "--bundle", str(DEMO_BUNDLE), "--source",
                  str(DEMO_IMAGES / "good"), "--publish", "ipc://" + str(tmp_path / "v"), "--validate-config")
     assert result.returncode == 0 and result.stdout.startswith("config OK"), result.stderr
+
+
+@pytest.mark.parametrize("validate", [True, False], ids=["validate-config", "start"])
+def test_a_broker_config_without_the_broker_extra_is_one_line_at_validation_and_at_start(validate):
+    config = REPO / "configs" / "broker.yaml"
+    line = one_line(run("paho,confluent_kafka", "edge-inspect", "--config", str(config),
+                        *(["--validate-config"] if validate else [])))
+    assert line.startswith("edge-inspect: config error: ") and "outputs.broker.mqtt needs the 'broker' extra" in line
+    assert line.endswith("pip install 'edge-inspect[broker]'")

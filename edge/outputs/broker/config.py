@@ -6,12 +6,14 @@ name the section's type without importing the package that builds them.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from edge.configfields import resolve_path
+from edge.extras import MissingExtra
 from edge.outputs.base import ALL_KINDS, MessageKind
 from edge.outputs.broker.kafka import KafkaConfig
 from edge.outputs.broker.mqtt import MqttConfig
@@ -70,6 +72,16 @@ class BrokerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _a_destination(self) -> BrokerConfig:
-        if self.enabled and self.mqtt is None and self.kafka is None:
+        if not self.enabled:
+            return self
+        if self.mqtt is None and self.kafka is None:
             raise ValueError("enabled needs an mqtt: or kafka: section")
+        # The transports import their clients only when built: check here, so that --validate-config
+        # refuses what start-up would (one line naming the extra), on a plain install.
+        for section, module in (("mqtt", "paho.mqtt.client"), ("kafka", "confluent_kafka")):
+            if getattr(self, section) is not None:
+                try:
+                    importlib.import_module(module)
+                except ImportError:
+                    raise ValueError(str(MissingExtra(f"outputs.broker.{section}", "broker", module))) from None
         return self
