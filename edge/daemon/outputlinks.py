@@ -5,7 +5,9 @@ PLC programmer and the plant's dashboards watch ``status.<station>``: that is wh
 down shows, so a PLC or broker connection going down shows there too, with the output's name and
 its last error. The publishing thread polls :meth:`OutputLinks.poll` between messages; a change
 must hold for ``hold_s`` before it is reported, so a PLC that opens a connection per poll does not
-turn the status topic into a stream.
+turn the status topic into a stream. Every output is expected to be connected from the start: one
+that has not reached its peer a second after start is reported disconnected (a PLC that is not
+there at boot is news too), one that connects at once says nothing.
 """
 
 from __future__ import annotations
@@ -47,9 +49,7 @@ class OutputLinks:
         changes = []
         for name, stats in outputs.items():
             connected = bool(stats.get("connected"))
-            if name not in self._reported:
-                self._reported[name] = connected  # the state at start is in every heartbeat; report changes
-                continue
+            self._reported.setdefault(name, True)  # expected up: only a link that is not is news
             if connected == self._reported[name]:
                 self._changed_at.pop(name, None)
                 continue

@@ -35,7 +35,7 @@ def links(state: dict[str, Any], clock: Clock) -> OutputLinks:
 def test_a_link_lost_for_longer_than_the_hold_is_one_status_message_and_its_return_another() -> None:
     clock, state = Clock(), {"now": stats(True)}
     watch = links(state, clock)
-    assert watch.poll() is None  # the state at start is not news
+    assert watch.poll() is None  # connected from the start: not news
     state["now"] = stats(False, "ConnectionError: cannot connect to 10.0.0.5:502")
     assert watch.poll() is None  # not held yet
     clock.now += 0.5
@@ -66,3 +66,18 @@ def test_a_link_that_flaps_faster_than_the_hold_says_nothing() -> None:
         state["now"] = stats(True)
         clock.now += 0.4
         assert watch.poll() is None
+
+
+def test_an_output_that_has_not_reached_its_peer_a_second_after_start_is_reported_disconnected() -> None:
+    clock, state = Clock(), {"now": stats(False, "ConnectionError: cannot connect to 10.0.0.5:502")}
+    watch = links(state, clock)
+    assert watch.poll() is None
+    state["now"] = stats(True)  # connected within the second: nothing to say
+    clock.now += 0.8
+    assert watch.poll() is None
+    state["now"] = stats(False, "ConnectionError: cannot connect to 10.0.0.5:502")
+    clock.now += 0.1
+    assert watch.poll() is None
+    clock.now += 1.0
+    late = watch.poll()
+    assert late is not None and late["reason"].startswith("output plc_modbus disconnected")
