@@ -94,19 +94,20 @@ def write_dataset(out: Path, n_train: int = 60, n_test_good: int = 10, n_test_pe
     """Write the synthetic dataset in MVTec layout under ``out`` and return it."""
     rng = np.random.default_rng(seed)
     for index in range(n_train):
-        _save(out / "train" / "good" / f"{index:03d}.png", draw_part(rng, size)[0])
+        save_image(out / "train" / "good" / f"{index:03d}.png", draw_part(rng, size)[0])
     for index in range(n_test_good):
-        _save(out / "test" / "good" / f"{index:03d}.png", draw_part(rng, size)[0])
+        save_image(out / "test" / "good" / f"{index:03d}.png", draw_part(rng, size)[0])
     for kind in DEFECT_TYPES:
         for index in range(n_test_per_defect):
             image, centre, outer, inner = draw_part(rng, size)
             mask = add_defect(rng, image, kind, centre, outer, inner)
-            _save(out / "test" / kind / f"{index:03d}.png", image)
-            _save(out / "ground_truth" / kind / f"{index:03d}_mask.png", mask)
+            save_image(out / "test" / kind / f"{index:03d}.png", image)
+            save_image(out / "ground_truth" / kind / f"{index:03d}_mask.png", mask)
     return out
 
 
-def _save(path: Path, image: np.ndarray) -> None:
+def save_image(path: Path, image: np.ndarray) -> None:
+    """Write one image of a drawn data set (folders made as needed); OSError when OpenCV cannot."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), image):
         raise OSError(f"{path}: could not write image")

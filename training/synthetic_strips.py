@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from training.synthetic import save_image
+
 DEFECT_TYPES = ("scratch", "pit")
 
 
@@ -60,22 +62,16 @@ def write_dataset(out: Path, n_train: int = 24, n_test_good: int = 6, n_test_per
         return int(rng.integers(min_length, max_length + 1))
 
     for index in range(n_train):
-        _save(out / "train" / "good" / f"{index:03d}.png", draw_strip(rng, height, length()))
+        save_image(out / "train" / "good" / f"{index:03d}.png", draw_strip(rng, height, length()))
     for index in range(n_test_good):
-        _save(out / "test" / "good" / f"{index:03d}.png", draw_strip(rng, height, length()))
+        save_image(out / "test" / "good" / f"{index:03d}.png", draw_strip(rng, height, length()))
     for kind in DEFECT_TYPES:
         for index in range(n_test_per_defect):
             image = draw_strip(rng, height, length())
             mask = add_defect(rng, image, kind)
-            _save(out / "test" / kind / f"{index:03d}.png", image)
-            _save(out / "ground_truth" / kind / f"{index:03d}_mask.png", mask)
+            save_image(out / "test" / kind / f"{index:03d}.png", image)
+            save_image(out / "ground_truth" / kind / f"{index:03d}_mask.png", mask)
     return out
-
-
-def _save(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"{path}: could not write image")
 
 
 def main() -> None:
