@@ -173,13 +173,17 @@ def main(
     max_images: int | None,
     quiet: bool,
 ) -> None:
-    """Fit PatchCore anomaly detection on good images and write a run directory.
+    """Fit an anomaly-detection model on good images and write a run directory.
 
-    Reads DATA/train/good, sets a seeded validation fraction aside, extracts patch features
-    with a pretrained backbone, keeps a greedy coreset of them as the memory bank and writes
-    OUT/model.pt and OUT/run.yaml for export. Example:
+    Reads DATA/train/good and sets a seeded validation fraction aside (it calibrates the
+    threshold later). PatchCore (the default) keeps a greedy coreset of pretrained patch
+    features as its memory bank, PaDiM a Gaussian per patch position, the autoencoder learns
+    to reconstruct good parts; each writes OUT/model.pt and OUT/run.yaml for edge-export.
+    Examples:
 
+    \b
         edge-train --data /data/bottle --out runs/bottle-001
+        edge-train --model autoencoder --preset bottle --data /data/bottle --out runs/ae-001
     """
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
