@@ -64,8 +64,9 @@ class TrainerConfig:
 
     ``early_stopping`` is the number of epochs without a validation-loss improvement of at least
     ``min_delta`` (relative) after which training stops (0: off). ``max_minutes`` stops training
-    at the end of the epoch that crosses it (0: no budget); the cosine schedule then anneals over
-    the budget (:func:`budget_lr`). ``amp``: ``auto`` uses mixed precision
+    before an epoch that would end past it, judged by the recent epochs' duration (0: no budget),
+    so a run keeps to its budget (:func:`epoch_fits`); the cosine schedule anneals over the budget
+    (:func:`budget_lr`). ``amp``: ``auto`` uses mixed precision
     on CUDA only, ``on`` demands CUDA, ``off`` never.
     """
 
@@ -190,6 +191,19 @@ def budget_lr(trainer: TrainerConfig, epochs_done: int, elapsed_s: float) -> flo
     return trainer.min_lr + (trainer.lr - trainer.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def epoch_fits(trainer: TrainerConfig, history: list[dict[str, Any]], elapsed_s: float) -> bool:
+    """Whether one more epoch ends within ``max_minutes``, if it lasts as long as the last three did.
+
+    Checking only that the budget is not yet spent would let the last epoch run past it by a whole
+    epoch (half a minute for the bottle preset on 2 cores); the slowest of the recent epochs is the
+    estimate, so a load that comes and goes errs on the side of the budget.
+    """
+    if not trainer.max_minutes:
+        return True
+    expected = max((float(h["seconds"]) for h in history[-3:]), default=0.0)
+    return elapsed_s + expected <= 60.0 * trainer.max_minutes
+
+
 def _batches(count: int, batch_size: int, order: torch.Tensor) -> list[torch.Tensor]:
     """Index batches; a last batch of one image joins the previous one (batch norm needs two)."""
     chunks = list(order.split(batch_size))
@@ -205,7 +219,9 @@ class Trainer:
     def __init__(self, detector: AutoencoderDetector, trainer: TrainerConfig, device: torch.device, seed: int,
                  perceptual: nn.Module | None) -> None:
         self.detector = detector
-        self.network = detector.network
+        # channels-last convolutions train about 15 % faster on this CPU (oneDNN) and are the fast path
+        # for AMP on CUDA; the weights saved are the same tensors whatever their memory layout
+        self.network = detector.network.to(memory_format=torch.channels_last)
         self.trainer = trainer
         self.device = device
         self.amp = use_amp(trainer.amp, device)
@@ -227,6 +243,7 @@ class Trainer:
                    leave=False)
         for index in bar:
             source, target = augment(data[index.to(data.device)], self.trainer.augment, self.generator)
+            source = source.contiguous(memory_format=torch.channels_last)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
                 reconstruction = self.network(source)
@@ -276,7 +293,7 @@ class Trainer:
         """Train until the epochs, early stopping or the time budget end it; return why it stopped."""
         state = self.state
         while state.epoch < self.trainer.epochs:
-            if self.trainer.max_minutes and state.elapsed_s >= 60.0 * self.trainer.max_minutes:
+            if not epoch_fits(self.trainer, state.history, state.elapsed_s):
                 return f"time budget of {self.trainer.max_minutes:g} min reached"
             tick = time.perf_counter()
             epoch = state.epoch + 1

@@ -119,7 +119,7 @@ def modbus_figures(program: Any, verdicts: list[dict[str, Any]], parts: int) -> 
 
 
 def run_modbus(role: str, parts: int, in_flight: int, restarts: int, bundle: Path, images: Path,
-               workdir: Path) -> dict[str, Any]:
+               workdir: Path, scan_ms: float = 1.0, poll_ms: int | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     from edge.outputs.plc.registermap import RegisterMap
@@ -127,8 +127,11 @@ def run_modbus(role: str, parts: int, in_flight: int, restarts: int, bundle: Pat
 
     port, rmap = free_port(), RegisterMap()
     program = PlcProgram(range(1, parts + 1), in_flight=in_flight)
-    plc_server = PlcServer(program, rmap, port).start() if role == "client" else None
-    config = daemon_config({"modbus": {"role": role, "port": port}}, bundle, images)
+    plc_server = PlcServer(program, rmap, port, scan_s=scan_ms / 1000.0).start() if role == "client" else None
+    modbus: dict[str, Any] = {"role": role, "port": port}
+    if poll_ms is not None and role == "client":
+        modbus["poll_ms"] = poll_ms
+    config = daemon_config({"modbus": modbus}, bundle, images)
     cpu0, t0, load0 = _cpu_children(), time.monotonic(), load()
     driver = None
     every = parts // (restarts + 1) if restarts else 0
@@ -145,7 +148,7 @@ def run_modbus(role: str, parts: int, in_flight: int, restarts: int, bundle: Pat
             daemon.wait_for(lambda d: bool(d.events("started")), 120, "the started event")
             t_start = time.monotonic()
             if role == "server":
-                driver = ClientDriver(program, rmap, "127.0.0.1", port).start()
+                driver = ClientDriver(program, rmap, "127.0.0.1", port, scan_s=scan_ms / 1000.0).start()
             with tqdm(total=parts, desc=f"modbus {role}", unit="part") as bar:
                 _wait_program(program, 60 + parts * 0.5, bar, (lambda: driver.error) if driver else None,
                               maybe_restart)
@@ -159,7 +162,9 @@ def run_modbus(role: str, parts: int, in_flight: int, restarts: int, bundle: Pat
         if plc_server is not None:
             plc_server.close()
     figures = modbus_figures(program, verdicts, parts)
-    return {"scenario": f"modbus {role}", **figures, "restarts": done_restarts[0],
+    return {"scenario": f"modbus {role}", **figures, "restarts": done_restarts[0], "plc_scan_ms": scan_ms,
+            "station_poll_ms": config["outputs"]["plc"]["modbus"].get("poll_ms", "default") if role == "client"
+            else None,
             "parts_per_s": round(len(program.results) / elapsed, 1), "elapsed_s": round(elapsed, 1),
             "output_stats": stats, "daemon_cpu_s": round(_cpu_children() - cpu0, 1),
             "wall_s": round(time.monotonic() - t0, 1), "load_before": load0, "load_after": load()}
@@ -271,8 +276,10 @@ def run_onoff(rounds: int, frames: int, fps: float, bundle: Path, images: Path, 
 @click.option("--scenario", "scenarios", type=click.Choice(SCENARIOS), multiple=True,
               help="What to run (repeatable; default: all of them).")
 @click.option("--parts", type=click.IntRange(min=1), default=10000, show_default=True, help="Parts per scenario.")
-@click.option("--in-flight", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Triggers the PLC raises without having read their result (2 keeps the pipeline busy).")
+@click.option("--in-flight", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Triggers the PLC raises without having read their result. 1 is the handshake: the next part "
+                   "is triggered as soon as the last result is read, the highest rate without queueing; 2 keeps "
+                   "the pipeline busy, and each part then also waits for the one before it.")
 @click.option("--restarts", type=click.IntRange(min=0), default=5, show_default=True,
               help="PLC server restarts during the client-role run, evenly spread.")
 @click.option("--onoff-rounds", type=click.IntRange(min=1), default=4, show_default=True,
@@ -285,10 +292,16 @@ def run_onoff(rounds: int, frames: int, fps: float, bundle: Path, images: Path, 
               show_default="the demo bundle", help="Bundle the daemon runs.")
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=DEMO_IMAGES,
               show_default="the demo images", help="Images the sim camera replays.")
+@click.option("--plc-scan-ms", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Modbus: the PLC peer's scan cycle (server role: how often it polls the station; client role: "
+                   "how often its program runs). 0 polls back to back, which takes a core from the daemon.")
+@click.option("--poll-ms", type=click.IntRange(min=1, max=1000),
+              help="Modbus client role: the station's poll_ms (default: the config's default).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the figures to this file.")
 def plc_bench(scenarios: tuple[str, ...], parts: int, in_flight: int, restarts: int, onoff_rounds: int,
-              onoff_frames: int, onoff_fps: float, bundle: Path, images: Path, json_path: Path | None) -> None:
+              onoff_frames: int, onoff_fps: float, plc_scan_ms: float, poll_ms: int | None, bundle: Path,
+              images: Path, json_path: Path | None) -> None:
     """Measure the PLC hand-off: Modbus server and client roles, OPC UA, and inference with outputs on/off.
 
     Prints one JSON object per scenario (figures, the load before and after, the daemon's CPU
@@ -303,7 +316,7 @@ def plc_bench(scenarios: tuple[str, ...], parts: int, in_flight: int, restarts: 
         for scenario in scenarios or SCENARIOS:
             if scenario in ("server", "client"):
                 figure = run_modbus(scenario, parts, in_flight, restarts if scenario == "client" else 0, bundle,
-                                    images, workdir)
+                                    images, workdir, plc_scan_ms, poll_ms)
             elif scenario == "opcua":
                 figure = run_opcua(parts, in_flight, bundle, images, workdir)
             else:

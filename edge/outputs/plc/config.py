@@ -70,8 +70,9 @@ class ModbusConfig(BaseModel):
                                     "(server: the station's coil; client: written to the PLC); null = none.")
     reject_pulse_ms: int = Field(100, ge=1, le=60000, description="How long the reject coil stays on; an NG "
                                  "within the pulse extends it. A polling PLC must poll faster than this.")
-    poll_ms: int = Field(5, ge=1, le=1000, description="client: how often the PLC's trigger and ack words are "
-                         "read. Results are written as soon as they exist, not at the next poll.")
+    poll_ms: int = Field(2, ge=1, le=1000, description="client: how often the PLC's trigger and ack words are "
+                         "read (a trigger waits up to this long to be seen). Results are written as soon as they "
+                         "exist, not at the next poll.")
     timeout_s: float = Field(1.0, gt=0, le=30, description="client: connect and request timeout.")
     reconnect_delay_s: float = Field(0.2, gt=0, description="client: first wait before reconnecting to a lost PLC; "
                                      "doubles per failed attempt.")

@@ -17,7 +17,7 @@ import yaml
 from training.augment import Augmentation, augment
 from training.families.autoencoder import AutoencoderDetector
 from training.families.registry import load_run, train
-from training.fit_autoencoder import TrainerConfig, budget_lr, make_scheduler, use_amp
+from training.fit_autoencoder import TrainerConfig, budget_lr, epoch_fits, make_scheduler, use_amp
 from training.runs import TrainRequest
 
 REPO = Path(__file__).resolve().parents[3]
@@ -87,6 +87,15 @@ def test_a_time_budget_anneals_the_cosine_schedule_over_the_minutes_or_the_epoch
     assert budget_lr(budget, 3, 900.0) == pytest.approx(1e-5)  # past the budget: the floor
     assert budget_lr(TrainerConfig(epochs=20), 1, 300.0) is None  # no budget: the epoch schedule
     assert budget_lr(TrainerConfig(scheduler="step", max_minutes=10.0), 1, 300.0) is None
+
+
+def test_the_budget_refuses_an_epoch_that_would_end_past_it_judged_by_the_slowest_recent_epoch() -> None:
+    budget = TrainerConfig(epochs=40, max_minutes=10.0)
+    history = [{"seconds": s} for s in (40.0, 25.0, 30.0, 26.0)]  # the first (slow) epoch is no longer recent
+    assert epoch_fits(budget, [], 599.0)  # nothing measured yet: the first epoch always runs
+    assert epoch_fits(budget, history, 570.0)  # 570 + 30 ends on the budget
+    assert not epoch_fits(budget, history, 571.0)  # would end past it, though 29 s are left
+    assert epoch_fits(TrainerConfig(epochs=40), history, 10_000.0)  # no budget
 
 
 def test_augmentation_changes_input_and_target_alike_except_noise() -> None:
