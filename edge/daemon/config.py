@@ -97,6 +97,11 @@ class RuntimeConfig(BaseModel):
         None, description="OpenVINO compiled-model cache (absolute path). Default: $STATE_DIRECTORY when systemd sets "
         "it, else .cache/ inside the bundle when writable, else no cache; never the working directory.",
     )
+    spin: bool = Field(
+        False, description="onnxruntime: worker threads busy-wait between operators instead of sleeping "
+        "(onnxruntime's own default; off here because a spinning worker takes the core the daemon's camera and "
+        "output threads need next on a small PC, docs/plc.md). OpenVINO ignores it.",
+    )
     max_consecutive_failures: int = Field(
         10, ge=1, description="Inference failures in a row (not decode errors) before the daemon exits non-zero."
     )
@@ -112,7 +117,7 @@ class RuntimeConfig(BaseModel):
 
     def options(self) -> RuntimeOptions:
         """These settings as the runtime's :class:`~edge.model.engines.RuntimeOptions`."""
-        return RuntimeOptions(threads=self.threads, hint=self.hint, cache_dir=self.cache_dir)
+        return RuntimeOptions(threads=self.threads, hint=self.hint, cache_dir=self.cache_dir, spin=self.spin)
 
 
 class WatchdogConfig(BaseModel):

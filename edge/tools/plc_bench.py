@@ -59,7 +59,7 @@ def _cpu_children() -> float:
 
 
 def daemon_config(output: dict[str, Any], bundle: Path, images: Path, on_demand: bool = True,
-                  fps: float = 0.0) -> dict[str, Any]:
+                  fps: float = 0.0, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     camera: dict[str, Any] = {"type": "sim", "source": str(images), "loop": True}
     if on_demand:
         camera["trigger"] = "software"
@@ -69,6 +69,8 @@ def daemon_config(output: dict[str, Any], bundle: Path, images: Path, on_demand:
                               "pipeline": {"acquisition": "on_demand" if on_demand else "continuous"}}
     if output:
         config["outputs"] = {"plc": {"enabled": True, **output}}
+    if runtime:
+        config["runtime"] = dict(runtime)
     return config
 
 
@@ -119,7 +121,8 @@ def modbus_figures(program: Any, verdicts: list[dict[str, Any]], parts: int) -> 
 
 
 def run_modbus(role: str, parts: int, in_flight: int, restarts: int, bundle: Path, images: Path,
-               workdir: Path, scan_ms: float = 1.0, poll_ms: int | None = None) -> dict[str, Any]:
+               workdir: Path, scan_ms: float = 1.0, poll_ms: int | None = None,
+               runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     from edge.outputs.plc.registermap import RegisterMap
@@ -131,7 +134,7 @@ def run_modbus(role: str, parts: int, in_flight: int, restarts: int, bundle: Pat
     modbus: dict[str, Any] = {"role": role, "port": port}
     if poll_ms is not None and role == "client":
         modbus["poll_ms"] = poll_ms
-    config = daemon_config({"modbus": modbus}, bundle, images)
+    config = daemon_config({"modbus": modbus}, bundle, images, runtime=runtime)
     cpu0, t0, load0 = _cpu_children(), time.monotonic(), load()
     driver = None
     every = parts // (restarts + 1) if restarts else 0
@@ -204,12 +207,13 @@ async def _opcua_client(endpoint: str, station: str, parts: int, in_flight: int,
         await asyncio.sleep(1.0)  # late notifications of the last parts (then they count as missed)
 
 
-def run_opcua(parts: int, in_flight: int, bundle: Path, images: Path, workdir: Path) -> dict[str, Any]:
+def run_opcua(parts: int, in_flight: int, bundle: Path, images: Path, workdir: Path,
+              runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     port = free_port()
     endpoint = f"opc.tcp://127.0.0.1:{port}/edge-inspect/"
-    config = daemon_config({"opcua": {"endpoint": endpoint, "anonymous": True}}, bundle, images)
+    config = daemon_config({"opcua": {"endpoint": endpoint, "anonymous": True}}, bundle, images, runtime=runtime)
     cpu0, load0 = _cpu_children(), load()
     handler = _Notifications()
     with RunningDaemon(workdir / "opcua", config) as daemon:
@@ -234,7 +238,8 @@ def run_opcua(parts: int, in_flight: int, bundle: Path, images: Path, workdir: P
             "daemon_cpu_s": round(_cpu_children() - cpu0, 1), "load_before": load0, "load_after": load()}
 
 
-def _onoff_block(on: bool, frames: int, fps: float, bundle: Path, images: Path, workdir: Path) -> list[float]:
+def _onoff_block(on: bool, frames: int, fps: float, bundle: Path, images: Path, workdir: Path,
+                 runtime: dict[str, Any] | None = None) -> list[float]:
     """One block of free-running frames; with ``on``, Modbus (a PLC polling and acking) and OPC UA outputs."""
     from edge.outputs.plc.registermap import RegisterMap
     from edge.tools.plc_peer import ClientDriver, PlcProgram
@@ -242,7 +247,7 @@ def _onoff_block(on: bool, frames: int, fps: float, bundle: Path, images: Path, 
     port = free_port()
     output = {"modbus": {"role": "server", "port": port},
               "opcua": {"endpoint": f"opc.tcp://127.0.0.1:{free_port()}/edge-inspect/", "anonymous": True}} if on else {}
-    config = daemon_config(output, bundle, images, on_demand=False, fps=fps)
+    config = daemon_config(output, bundle, images, on_demand=False, fps=fps, runtime=runtime)
     config["camera"]["max_frames"] = frames
     program = PlcProgram([], in_flight=0)  # free run: no triggers, every result read and acked
     driver = None
@@ -257,7 +262,8 @@ def _onoff_block(on: bool, frames: int, fps: float, bundle: Path, images: Path, 
         return [float(v["latency_ms"]["inference"]) for v in daemon.of("verdict")]
 
 
-def run_onoff(rounds: int, frames: int, fps: float, bundle: Path, images: Path, workdir: Path) -> dict[str, Any]:
+def run_onoff(rounds: int, frames: int, fps: float, bundle: Path, images: Path, workdir: Path,
+              runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     samples: dict[str, list[float]] = {"on": [], "off": []}
@@ -265,7 +271,7 @@ def run_onoff(rounds: int, frames: int, fps: float, bundle: Path, images: Path, 
     with tqdm(total=rounds * 2, desc="on/off blocks", unit="block") as bar:
         for index in range(rounds):
             for on in ((True, False) if index % 2 == 0 else (False, True)):
-                samples["on" if on else "off"].extend(_onoff_block(on, frames, fps, bundle, images, workdir))
+                samples["on" if on else "off"].extend(_onoff_block(on, frames, fps, bundle, images, workdir, runtime))
                 bar.update(1)
     return {"scenario": "inference p95, PLC outputs on vs off", "rounds": rounds, "frames_per_block": frames,
             "fps": fps, "inference_on_ms": percentiles(samples["on"]), "inference_off_ms": percentiles(samples["off"]),
@@ -297,11 +303,14 @@ def run_onoff(rounds: int, frames: int, fps: float, bundle: Path, images: Path, 
                    "how often its program runs). 0 polls back to back, which takes a core from the daemon.")
 @click.option("--poll-ms", type=click.IntRange(min=1, max=1000),
               help="Modbus client role: the station's poll_ms (default: the config's default).")
+@click.option("--spin", type=click.Choice(["on", "off"]),
+              help="The daemon's runtime.spin (onnxruntime workers busy-wait between operators; default: the "
+                   "config's default).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the figures to this file.")
 def plc_bench(scenarios: tuple[str, ...], parts: int, in_flight: int, restarts: int, onoff_rounds: int,
-              onoff_frames: int, onoff_fps: float, plc_scan_ms: float, poll_ms: int | None, bundle: Path,
-              images: Path, json_path: Path | None) -> None:
+              onoff_frames: int, onoff_fps: float, plc_scan_ms: float, poll_ms: int | None, spin: str | None,
+              bundle: Path, images: Path, json_path: Path | None) -> None:
     """Measure the PLC hand-off: Modbus server and client roles, OPC UA, and inference with outputs on/off.
 
     Prints one JSON object per scenario (figures, the load before and after, the daemon's CPU
@@ -310,17 +319,19 @@ def plc_bench(scenarios: tuple[str, ...], parts: int, in_flight: int, restarts: 
     # The bench's PLC peers count their own failures; pymodbus's log of each refused connection (and the
     # frame dumps it adds) would only bury the figures.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    runtime = {"spin": spin == "on"} if spin else None
     figures = []
     with tempfile.TemporaryDirectory(prefix="plc-bench-") as tmp:
         workdir = Path(tmp)
         for scenario in scenarios or SCENARIOS:
             if scenario in ("server", "client"):
                 figure = run_modbus(scenario, parts, in_flight, restarts if scenario == "client" else 0, bundle,
-                                    images, workdir, plc_scan_ms, poll_ms)
+                                    images, workdir, plc_scan_ms, poll_ms, runtime)
             elif scenario == "opcua":
-                figure = run_opcua(parts, in_flight, bundle, images, workdir)
+                figure = run_opcua(parts, in_flight, bundle, images, workdir, runtime)
             else:
-                figure = run_onoff(onoff_rounds, onoff_frames, onoff_fps, bundle, images, workdir)
+                figure = run_onoff(onoff_rounds, onoff_frames, onoff_fps, bundle, images, workdir, runtime)
+            figure["runtime_spin"] = spin or "default"
             click.echo(json.dumps(figure))
             figures.append(figure)
     if json_path is not None:

@@ -150,16 +150,22 @@ source_option = click.option("--source", type=click.Path(exists=True, path_type=
 @click.option("--browser-nice", default=0, show_default=True, type=click.IntRange(0, 19),
               help="Run the Chromium pages under nice N: a browser on the station PC itself (a kiosk panel) "
                    "that yields the CPU to the daemon, as docs/view.md advises; 0 = same priority.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="The daemon's runtime.threads (default: the engine's, one per core).")
+@click.option("--spin", type=click.Choice(["on", "off"]),
+              help="The daemon's runtime.spin: onnxruntime workers busy-wait between operators (default: off).")
 @source_option
 @json_option
 def latency(fps: float, browsers: int, kind: str, phase_s: float, pairs: int, settle_s: float, browser_nice: int,
-            source: Path, json_path: Path | None) -> None:
+            threads: int | None, spin: str | None, source: Path, json_path: Path | None) -> None:
     """Publish-to-screen latency in N viewers, and the daemon's inference p95 with N viewers vs none."""
     sync_playwright = need_browser()
     phases: list[dict[str, Any]] = []
     per_viewer: list[list[float]] = [[] for _ in range(browsers)]
     by_kind: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
-    with tempfile.TemporaryDirectory(prefix="edge-view-bench-") as tmp, station(Path(tmp), fps, source) as (
+    runtime: dict[str, Any] = {**({"threads": threads} if threads else {}), **({"spin": spin == "on"} if spin else {})}
+    with tempfile.TemporaryDirectory(prefix="edge-view-bench-") as tmp, station(
+            Path(tmp), fps, source, extra={"runtime": runtime} if runtime else None) as (
             daemon, verdicts), RunningView([daemon.endpoint], Path(tmp) / "view") as view, sync_playwright() as pw:
         with click.progressbar(range(2 * pairs), label=f"view-bench latency ({kind}): phases", file=STDERR) as bar:
             for index in bar:
@@ -207,6 +213,7 @@ def latency(fps: float, browsers: int, kind: str, phase_s: float, pairs: int, se
     every = [v for values in per_viewer for v in values]
     result: dict[str, Any] = {
         "fps": fps, "viewers": kind, "count": browsers, "browser_nice": browser_nice if kind == "chromium" else None,
+        "daemon_runtime": runtime or "default",
         "phase_s": phase_s, "pairs": pairs, "source": str(source),
         "latency_ms": {"measured": "in the page, when drawn" if kind == "chromium" else "on arrival at the client",
                        **percentiles(every), "n": len(every),

@@ -14,6 +14,8 @@ is the explicit registry, and nothing outside this package names an engine.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from edge.model.bundle import Bundle, BundleError
 from edge.model.engines.base import (
     Backend,
@@ -50,7 +52,7 @@ def create_backend(
     """Build the backend ``name`` (default: the one the bundle's graph format calls for)."""
     options = options or RuntimeOptions(threads=threads)
     if threads and options.threads != threads:
-        options = RuntimeOptions(threads=threads, hint=options.hint, cache_dir=options.cache_dir, cache=options.cache)
+        options = replace(options, threads=threads)
     backend: Backend = BACKENDS[backend_for(bundle, name)](bundle, options)
     return backend
 

@@ -19,7 +19,13 @@ PerformanceHint = Literal["latency", "throughput"]
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """Engine settings: ``threads`` (None = engine default), OpenVINO ``hint`` and ``cache_dir``.
+    """Engine settings: ``threads`` (None = engine default), OpenVINO ``hint`` and ``cache_dir``, onnxruntime ``spin``.
+
+    ``spin``: whether onnxruntime's worker threads busy-wait for the next operator instead of
+    sleeping (onnxruntime's own default). Off by default: in the daemon, whose camera, output and
+    control threads share a few cores with inference, a spinning worker takes the core another
+    thread needs next; measured with ``edge-inspect plc-bench --spin on|off`` (docs/plc.md), off
+    lowered the p99 and the daemon's CPU time and changed no score.
 
     ``cache_dir`` None means the default described in the module docstring; ``Path("")`` is not
     accepted (it would be the working directory), use ``cache=False`` to switch caching off.
@@ -29,6 +35,7 @@ class RuntimeOptions:
     hint: PerformanceHint = "latency"
     cache_dir: Path | None = None
     cache: bool = True
+    spin: bool = False
 
 
 class Backend(Protocol):

@@ -25,6 +25,9 @@ class OnnxRuntimeBackend:
         sess_options = ort.SessionOptions()
         sess_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         sess_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if not options.spin:
+            sess_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            sess_options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if options.threads:
             sess_options.intra_op_num_threads = int(options.threads)
             sess_options.inter_op_num_threads = 1
@@ -43,6 +46,7 @@ class OnnxRuntimeBackend:
         shapes = {o.name: list(o.shape) for o in self._session.get_outputs()}
         check_map_shape(bundle, shapes.get(self._outputs[0], []))
         self.threads = options.threads
+        self.spin = options.spin
         log.debug("onnxruntime session for %s (threads=%s)", bundle.graph_path, options.threads)
 
     def run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,4 +58,5 @@ class OnnxRuntimeBackend:
 
     def settings(self) -> dict[str, object]:
         return {"backend": self.name, "intra_op_threads": self.threads or "default (one per core)",
-                "inter_op_threads": 1 if self.threads else "default", "execution_mode": "sequential"}
+                "inter_op_threads": 1 if self.threads else "default", "execution_mode": "sequential",
+                "spin": self.spin}

@@ -73,3 +73,15 @@ def test_every_row_of_the_formats_table_has_a_default_engine_that_can_run_it():
     assert set(DEFAULT_BACKEND) == set(FORMATS)
     for graph_format, name in DEFAULT_BACKEND.items():
         assert graph_format in BACKENDS[name].formats
+
+
+def test_onnxruntime_without_spinning_workers_gives_the_same_answers_and_says_so(tiny_bundle, bottle):
+    """``runtime.spin`` (off by default) only changes how idle workers wait, never a score; it is reported."""
+    bundle = load_bundle(tiny_bundle)
+    spinning = Inspector(bundle, backend="onnxruntime", options=RuntimeOptions(threads=2, spin=True))
+    sleeping = Inspector(bundle, backend="onnxruntime", options=RuntimeOptions(threads=2))
+    assert spinning.backend.settings()["spin"] is True and sleeping.backend.settings()["spin"] is False
+    for path in sorted((bottle / "test" / "contamination").glob("*.png"))[:2]:
+        image = read_image(path)
+        a, b = spinning.inspect(image), sleeping.inspect(image)
+        assert b.score == a.score and np.array_equal(a.anomaly_map, b.anomaly_map)
