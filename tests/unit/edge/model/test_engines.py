@@ -84,4 +84,5 @@ def test_onnxruntime_without_spinning_workers_gives_the_same_answers_and_says_so
     for path in sorted((bottle / "test" / "contamination").glob("*.png"))[:2]:
         image = read_image(path)
         a, b = spinning.inspect(image), sleeping.inspect(image)
-        assert b.score == a.score and np.array_equal(a.anomaly_map, b.anomaly_map)
+        assert b.score == pytest.approx(a.score, rel=1e-6)  # at most float reordering between two sessions
+        assert np.allclose(a.anomaly_map, b.anomaly_map, rtol=1e-6, atol=1e-6)
