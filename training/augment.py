@@ -23,6 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from training.configdict import known_keys, plain
+
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -52,16 +54,11 @@ class Augmentation:
         return bool(self.rotation or self.hflip or self.vflip or self.noise or self.brightness or self.defects)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["defect_size"] = list(self.defect_size)
-        return data
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Augmentation:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"augment: unknown keys {sorted(unknown)}; known: {', '.join(cls.__dataclass_fields__)}")
-        return cls(**data)
+        return cls(**known_keys(data, cls, "augment"))
 
 
 def _rotate(batch: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ from edge.model.preprocess import InputSpec
 from training.ae_loss import CombinedLoss, LossWeights, build_perceptual
 from training.augment import Augmentation, augment
 from training.autoencoder_state import Checkpoint, load_checkpoint, save_checkpoint
+from training.configdict import known_keys
 from training.data import DatasetError, list_train_images, load_input, split_train_validation
 from training.families.autoencoder import (
     ARCHITECTURE,
@@ -107,25 +108,15 @@ class TrainerConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainerConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"autoencoder trainer: unknown keys {sorted(unknown)}; known: {', '.join(TRAIN_KEYS)}")
-        values = dict(data)
+        values = known_keys(data, cls, "autoencoder trainer")
         if isinstance(values.get("loss"), Mapping):
-            values["loss"] = LossWeights(**_known(values["loss"], LossWeights, "loss"))
+            values["loss"] = LossWeights(**known_keys(values["loss"], LossWeights, "loss"))
         if isinstance(values.get("augment"), Mapping):
             values["augment"] = Augmentation.from_dict(values["augment"])
         return cls(**values)
 
 
 TRAIN_KEYS: tuple[str, ...] = tuple(TrainerConfig.__dataclass_fields__)
-
-
-def _known(data: Mapping[str, Any], kind: type, name: str) -> dict[str, Any]:
-    unknown = set(data) - set(kind.__dataclass_fields__)  # type: ignore[attr-defined]
-    if unknown:
-        raise ValueError(f"{name}: unknown keys {sorted(unknown)}; known: {', '.join(kind.__dataclass_fields__)}")  # type: ignore[attr-defined]
-    return dict(data)
 
 
 def use_amp(mode: str, device: torch.device) -> bool:

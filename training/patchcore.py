@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.backbones import BACKBONES, build_feature_extractor
+from training.configdict import known_keys, plain
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +88,11 @@ class PatchCoreConfig:
         return replace(self, layers=BACKBONES[self.backbone].default_layers)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["layers"] = list(self.layers)
-        data["input_size"] = [int(v) for v in self.input_size]
-        return data
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PatchCoreConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"config: unknown keys {sorted(unknown)}")
-        return cls(**data)
+        return cls(**known_keys(data, cls, "config"))
 
 
 def gaussian_kernel1d(sigma: float) -> torch.Tensor:

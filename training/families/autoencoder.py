@@ -18,13 +18,14 @@ to RGB by the bundle's input rule, so the average is the gray value, up to round
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.configdict import known_keys, plain
 from training.similarity import gaussian_kernel1d, separable_filter, ssim_map
 
 ARCHITECTURE = "unet_lite"
@@ -90,17 +91,11 @@ class AutoencoderConfig:
         return self.input_size[0] // self.map_stride, self.input_size[1] // self.map_stride
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("input_size", "widths", "skips"):
-            data[key] = list(data[key])
-        return data
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AutoencoderConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"autoencoder config: unknown keys {sorted(unknown)}")
-        return cls(**data)
+        return cls(**known_keys(data, cls, "autoencoder config"))
 
 
 class DoubleConv(nn.Sequential):

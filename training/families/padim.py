@@ -17,7 +17,7 @@ the paper. The grid stride sets the graph's size: the factors are (cells x d x d
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.backbones import BACKBONES, build_feature_extractor
+from training.configdict import known_keys, plain
 from training.similarity import gaussian_kernel1d, separable_filter
 
 # Stride-4, -8 and -16 taps (the paper's layer1..layer3 of ResNet18) for the offline backbones.
@@ -84,17 +85,11 @@ class PadimConfig:
         return self if self.layers else replace(self, layers=DEFAULT_LAYERS[self.backbone])
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["layers"] = list(self.layers)
-        data["input_size"] = list(self.input_size)
-        return data
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PadimConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"padim config: unknown keys {sorted(unknown)}")
-        return cls(**data)
+        return cls(**known_keys(data, cls, "padim config"))
 
 
 def resample(feature: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
