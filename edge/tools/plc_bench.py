@@ -59,7 +59,7 @@ def _cpu_children() -> float:
 
 
 def daemon_config(output: dict[str, Any], bundle: Path, images: Path, on_demand: bool = True,
-                  fps: float = 0.0, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+                  fps: float = 0.0, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     camera: dict[str, Any] = {"type": "sim", "source": str(images), "loop": True}
     if on_demand:
         camera["trigger"] = "software"
@@ -69,8 +69,10 @@ def daemon_config(output: dict[str, Any], bundle: Path, images: Path, on_demand:
                               "pipeline": {"acquisition": "on_demand" if on_demand else "continuous"}}
     if output:
         config["outputs"] = {"plc": {"enabled": True, **output}}
-    if runtime:
-        config["runtime"] = dict(runtime)
+    overrides = overrides or {}
+    camera.update(overrides.get("camera", {}))
+    if overrides.get("runtime"):
+        config["runtime"] = dict(overrides["runtime"])
     return config
 
 
@@ -122,7 +124,7 @@ def modbus_figures(program: Any, verdicts: list[dict[str, Any]], parts: int) -> 
 
 def run_modbus(role: str, parts: int, in_flight: int, restarts: int, bundle: Path, images: Path,
                workdir: Path, scan_ms: float = 1.0, poll_ms: int | None = None,
-               runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+               overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     from edge.outputs.plc.registermap import RegisterMap
@@ -134,7 +136,7 @@ def run_modbus(role: str, parts: int, in_flight: int, restarts: int, bundle: Pat
     modbus: dict[str, Any] = {"role": role, "port": port}
     if poll_ms is not None and role == "client":
         modbus["poll_ms"] = poll_ms
-    config = daemon_config({"modbus": modbus}, bundle, images, runtime=runtime)
+    config = daemon_config({"modbus": modbus}, bundle, images, overrides=overrides)
     cpu0, t0, load0 = _cpu_children(), time.monotonic(), load()
     driver = None
     every = parts // (restarts + 1) if restarts else 0
@@ -208,12 +210,12 @@ async def _opcua_client(endpoint: str, station: str, parts: int, in_flight: int,
 
 
 def run_opcua(parts: int, in_flight: int, bundle: Path, images: Path, workdir: Path,
-              runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     port = free_port()
     endpoint = f"opc.tcp://127.0.0.1:{port}/edge-inspect/"
-    config = daemon_config({"opcua": {"endpoint": endpoint, "anonymous": True}}, bundle, images, runtime=runtime)
+    config = daemon_config({"opcua": {"endpoint": endpoint, "anonymous": True}}, bundle, images, overrides=overrides)
     cpu0, load0 = _cpu_children(), load()
     handler = _Notifications()
     with RunningDaemon(workdir / "opcua", config) as daemon:
@@ -239,7 +241,7 @@ def run_opcua(parts: int, in_flight: int, bundle: Path, images: Path, workdir: P
 
 
 def _onoff_block(on: bool, frames: int, fps: float, bundle: Path, images: Path, workdir: Path,
-                 runtime: dict[str, Any] | None = None) -> list[float]:
+                 overrides: dict[str, Any] | None = None) -> list[float]:
     """One block of free-running frames; with ``on``, Modbus (a PLC polling and acking) and OPC UA outputs."""
     from edge.outputs.plc.registermap import RegisterMap
     from edge.tools.plc_peer import ClientDriver, PlcProgram
@@ -247,7 +249,7 @@ def _onoff_block(on: bool, frames: int, fps: float, bundle: Path, images: Path, 
     port = free_port()
     output = {"modbus": {"role": "server", "port": port},
               "opcua": {"endpoint": f"opc.tcp://127.0.0.1:{free_port()}/edge-inspect/", "anonymous": True}} if on else {}
-    config = daemon_config(output, bundle, images, on_demand=False, fps=fps, runtime=runtime)
+    config = daemon_config(output, bundle, images, on_demand=False, fps=fps, overrides=overrides)
     config["camera"]["max_frames"] = frames
     program = PlcProgram([], in_flight=0)  # free run: no triggers, every result read and acked
     driver = None
@@ -263,7 +265,7 @@ def _onoff_block(on: bool, frames: int, fps: float, bundle: Path, images: Path, 
 
 
 def run_onoff(rounds: int, frames: int, fps: float, bundle: Path, images: Path, workdir: Path,
-              runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     samples: dict[str, list[float]] = {"on": [], "off": []}
@@ -271,7 +273,7 @@ def run_onoff(rounds: int, frames: int, fps: float, bundle: Path, images: Path, 
     with tqdm(total=rounds * 2, desc="on/off blocks", unit="block") as bar:
         for index in range(rounds):
             for on in ((True, False) if index % 2 == 0 else (False, True)):
-                samples["on" if on else "off"].extend(_onoff_block(on, frames, fps, bundle, images, workdir, runtime))
+                samples["on" if on else "off"].extend(_onoff_block(on, frames, fps, bundle, images, workdir, overrides))
                 bar.update(1)
     return {"scenario": "inference p95, PLC outputs on vs off", "rounds": rounds, "frames_per_block": frames,
             "fps": fps, "inference_on_ms": percentiles(samples["on"]), "inference_off_ms": percentiles(samples["off"]),
@@ -306,11 +308,14 @@ def run_onoff(rounds: int, frames: int, fps: float, bundle: Path, images: Path, 
 @click.option("--spin", type=click.Choice(["on", "off"]),
               help="The daemon's runtime.spin (onnxruntime workers busy-wait between operators; default: the "
                    "config's default).")
+@click.option("--sim-cache-mb", type=click.FloatRange(min=0),
+              help="The sim camera's cache_mb (decoded images kept while looping; 0 decodes every frame as older "
+                   "versions did; default: the config's default).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the figures to this file.")
 def plc_bench(scenarios: tuple[str, ...], parts: int, in_flight: int, restarts: int, onoff_rounds: int,
               onoff_frames: int, onoff_fps: float, plc_scan_ms: float, poll_ms: int | None, spin: str | None,
-              bundle: Path, images: Path, json_path: Path | None) -> None:
+              sim_cache_mb: float | None, bundle: Path, images: Path, json_path: Path | None) -> None:
     """Measure the PLC hand-off: Modbus server and client roles, OPC UA, and inference with outputs on/off.
 
     Prints one JSON object per scenario (figures, the load before and after, the daemon's CPU
@@ -319,19 +324,21 @@ def plc_bench(scenarios: tuple[str, ...], parts: int, in_flight: int, restarts: 
     # The bench's PLC peers count their own failures; pymodbus's log of each refused connection (and the
     # frame dumps it adds) would only bury the figures.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    runtime = {"spin": spin == "on"} if spin else None
+    overrides: dict[str, Any] = {"runtime": {"spin": spin == "on"} if spin else {},
+                                 "camera": {} if sim_cache_mb is None else {"cache_mb": sim_cache_mb}}
     figures = []
     with tempfile.TemporaryDirectory(prefix="plc-bench-") as tmp:
         workdir = Path(tmp)
         for scenario in scenarios or SCENARIOS:
             if scenario in ("server", "client"):
                 figure = run_modbus(scenario, parts, in_flight, restarts if scenario == "client" else 0, bundle,
-                                    images, workdir, plc_scan_ms, poll_ms, runtime)
+                                    images, workdir, plc_scan_ms, poll_ms, overrides)
             elif scenario == "opcua":
-                figure = run_opcua(parts, in_flight, bundle, images, workdir, runtime)
+                figure = run_opcua(parts, in_flight, bundle, images, workdir, overrides)
             else:
-                figure = run_onoff(onoff_rounds, onoff_frames, onoff_fps, bundle, images, workdir, runtime)
+                figure = run_onoff(onoff_rounds, onoff_frames, onoff_fps, bundle, images, workdir, overrides)
             figure["runtime_spin"] = spin or "default"
+            figure["sim_cache_mb"] = "default" if sim_cache_mb is None else sim_cache_mb
             click.echo(json.dumps(figure))
             figures.append(figure)
     if json_path is not None:

@@ -86,13 +86,16 @@ def stage_stats(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
 
 @contextmanager
 def station(workdir: Path, fps: float, source: Path, send_image: bool = True,
-            extra: dict[str, Any] | None = None) -> Iterator[tuple[RunningDaemon, VerdictLog]]:
-    """The daemon on the demo bundle replaying ``source`` at ``fps``, and a timing-only subscriber."""
+            extra: dict[str, Any] | None = None,
+            cpus: str | None = None) -> Iterator[tuple[RunningDaemon, VerdictLog]]:
+    """The daemon on the demo bundle replaying ``source`` at ``fps`` (on ``cpus``, taskset's list, if given),
+    and a timing-only subscriber."""
     config = {"station": STATION, "bundle": str(DEMO_BUNDLE), "log_level": "WARNING",
               "camera": {"type": "sim", "source": str(source.resolve()), "loop": True, "fps": fps},
               "publish": {"send_map": True, "send_image": send_image, "heartbeat_s": 1.0, "sndhwm": 200},
               **(extra or {})}
-    with RunningDaemon(workdir, config, topics=(b"event.",)) as daemon:
+    command = ["taskset", "-c", cpus, sys.executable, "-m", "edge"] if cpus else None
+    with RunningDaemon(workdir, config, topics=(b"event.",), command=command) as daemon:
         verdicts = VerdictLog(daemon.endpoint)
         try:
             deadline = time.monotonic() + 120
@@ -150,6 +153,13 @@ source_option = click.option("--source", type=click.Path(exists=True, path_type=
 @click.option("--browser-nice", default=0, show_default=True, type=click.IntRange(0, 19),
               help="Run the Chromium pages under nice N: a browser on the station PC itself (a kiosk panel) "
                    "that yields the CPU to the daemon, as docs/view.md advises; 0 = same priority.")
+@click.option("--browser-boost", is_flag=True,
+              help="Let Chromium raise its compositor threads to nice -8, above the daemon, as it does when it runs "
+                   "as root. By default a bench run as root starts it without CAP_SYS_NICE, as an operator's "
+                   "account would.")
+@click.option("--daemon-cpus", help="Run the daemon on these CPUs only (taskset's list, e.g. 0), as systemd's "
+              "CPUAffinity= would; with --browser-cpus, a station PC whose kiosk browser keeps to its own core.")
+@click.option("--browser-cpus", help="Run the Chromium pages on these CPUs only (taskset's list, e.g. 1).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="The daemon's runtime.threads (default: the engine's, one per core).")
 @click.option("--spin", type=click.Choice(["on", "off"]),
@@ -157,7 +167,7 @@ source_option = click.option("--source", type=click.Path(exists=True, path_type=
 @source_option
 @json_option
 def latency(fps: float, browsers: int, kind: str, phase_s: float, pairs: int, settle_s: float, browser_nice: int,
-            threads: int | None, spin: str | None, source: Path, json_path: Path | None) -> None:
+            browser_boost: bool, daemon_cpus: str | None, browser_cpus: str | None, threads: int | None, spin: str | None, source: Path, json_path: Path | None) -> None:
     """Publish-to-screen latency in N viewers, and the daemon's inference p95 with N viewers vs none."""
     sync_playwright = need_browser()
     phases: list[dict[str, Any]] = []
@@ -165,13 +175,14 @@ def latency(fps: float, browsers: int, kind: str, phase_s: float, pairs: int, se
     by_kind: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     runtime: dict[str, Any] = {**({"threads": threads} if threads else {}), **({"spin": spin == "on"} if spin else {})}
     with tempfile.TemporaryDirectory(prefix="edge-view-bench-") as tmp, station(
-            Path(tmp), fps, source, extra={"runtime": runtime} if runtime else None) as (
+            Path(tmp), fps, source, extra={"runtime": runtime} if runtime else None, cpus=daemon_cpus) as (
             daemon, verdicts), RunningView([daemon.endpoint], Path(tmp) / "view") as view, sync_playwright() as pw:
         with click.progressbar(range(2 * pairs), label=f"view-bench latency ({kind}): phases", file=STDERR) as bar:
             for index in bar:
                 group: Pages | SocketViewers | None = None
                 if index % 2:
-                    group = (Pages(pw, Path(tmp), view.url(f"/station/{STATION}"), browsers, str(index), browser_nice)
+                    group = (Pages(pw, Path(tmp), view.url(f"/station/{STATION}"), browsers, str(index), browser_nice,
+                                   browser_boost, browser_cpus)
                              if kind == "chromium" else SocketViewers(view, STATION, browsers))
                 time.sleep(settle_s)  # a bench, not a test: leave out the viewers' start-up
                 pids = group.pids() if group else []
@@ -213,6 +224,8 @@ def latency(fps: float, browsers: int, kind: str, phase_s: float, pairs: int, se
     every = [v for values in per_viewer for v in values]
     result: dict[str, Any] = {
         "fps": fps, "viewers": kind, "count": browsers, "browser_nice": browser_nice if kind == "chromium" else None,
+        "browser_boost": browser_boost if kind == "chromium" else None,
+        "daemon_cpus": daemon_cpus, "browser_cpus": browser_cpus if kind == "chromium" else None,
         "daemon_runtime": runtime or "default",
         "phase_s": phase_s, "pairs": pairs, "source": str(source),
         "latency_ms": {"measured": "in the page, when drawn" if kind == "chromium" else "on arrival at the client",

@@ -141,18 +141,32 @@ class RunningView:
 
 
 class Browser:
-    """One Chromium process (Playwright persistent context) with its own profile folder, so it can be killed."""
+    """One Chromium process (Playwright persistent context) with its own profile folder, so it can be killed.
+
+    Chromium raises its compositor, display and IO threads to nice -8 whenever it is allowed to
+    (CAP_SYS_NICE, which root has), above the daemon at nice 0, and that setting overrides any
+    ``nice`` it was started under. A browser on a plant PC runs as an operator's account, which may
+    not; so when these tools run as root, Chromium is started without CAP_SYS_NICE
+    (``setpriv``), as that account would start it, unless ``boost`` asks for root's behaviour.
+    """
 
     def __init__(self, playwright: Any, profile: Path, viewport: tuple[int, int] = (1400, 900),
-                 nice: int = 0) -> None:
+                 nice: int = 0, boost: bool = False, cpus: str | None = None) -> None:
         executable = chromium_path()
         if executable is None:
             raise ViewError(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
         self.profile = profile
+        prefix = []
+        if not boost and os.geteuid() == 0 and shutil.which("setpriv"):
+            prefix += ["setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice"]
         if nice:  # every Chromium process inherits it: a kiosk browser that yields the CPU to the daemon
+            prefix += ["nice", "-n", str(int(nice))]
+        if cpus:  # ... or that keeps to its own cores
+            prefix += ["taskset", "-c", cpus]
+        if prefix:
             profile.mkdir(parents=True, exist_ok=True)
-            wrapper = profile.parent / f"{profile.name}-chromium-nice.sh"
-            wrapper.write_text(f'#!/bin/sh\nexec nice -n {int(nice)} "{executable}" "$@"\n')
+            wrapper = profile.parent / f"{profile.name}-chromium.sh"
+            wrapper.write_text(f'#!/bin/sh\nexec {" ".join(prefix)} "{executable}" "$@"\n')
             wrapper.chmod(0o755)
             executable = str(wrapper)
         self.context = playwright.chromium.launch_persistent_context(
@@ -278,8 +292,10 @@ class SocketViewers:
 class Pages:
     """``count`` Chromium pages on ``url``, each its own browser process, once each has drawn a part."""
 
-    def __init__(self, playwright: Any, workdir: Path, url: str, count: int, tag: str, nice: int = 0) -> None:
-        self.browsers = [Browser(playwright, workdir / f"profile-{tag}-{i}", nice=nice) for i in range(count)]
+    def __init__(self, playwright: Any, workdir: Path, url: str, count: int, tag: str, nice: int = 0,
+                 boost: bool = False, cpus: str | None = None) -> None:
+        self.browsers = [Browser(playwright, workdir / f"profile-{tag}-{i}", nice=nice, boost=boost, cpus=cpus)
+                         for i in range(count)]
         for browser in self.browsers:
             browser.open(url)
         for browser in self.browsers:

@@ -7,6 +7,7 @@ frame is late), never how long this machine took.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -164,6 +165,33 @@ def test_loop_starts_again_and_max_frames_stops_it(tmp_path):
     frames = grab_all(open_camera(source=str(tmp_path), loop=True, max_frames=7))
     assert [f.source for f in frames] == [str(paths[i % 3]) for i in range(7)]
     assert [f.frame_id for f in frames] == list(range(1, 8))
+
+
+def test_a_loop_decodes_each_file_once_and_reads_a_file_changed_on_disk_again(tmp_path):
+    paths = write_images(tmp_path, 2)
+    camera = open_camera(source=str(tmp_path), loop=True)
+    first = [camera.grab(timeout=5.0) for _ in range(2)]
+    again = [camera.grab(timeout=5.0) for _ in range(2)]
+    assert [a.image is b.image for a, b in zip(first, again, strict=True)] == [True, True]  # pixels kept, not decoded
+    with pytest.raises(ValueError, match="read-only"):
+        first[0].image[0, 0] = 1  # a stage writing into a frame would change every later pass of that file
+    cv2.imwrite(str(paths[1]), np.full((16, 24), 99, dtype=np.uint8))
+    os.utime(paths[1], ns=(time.time_ns(), time.time_ns() + 10**9))  # a new mtime even on a coarse clock
+    changed = [camera.grab(timeout=5.0) for _ in range(2)]
+    assert changed[0].image is first[0].image
+    assert changed[1].image is not first[1].image and int(changed[1].image[0, 0]) == 99
+
+
+def test_a_loop_decodes_every_frame_with_no_cache_and_keeps_what_fits_in_a_small_one(tmp_path):
+    write_images(tmp_path, 3)  # 16x24 gray: 384 bytes each
+    uncached = open_camera(source=str(tmp_path), loop=True, cache_mb=0)
+    frames = [uncached.grab(timeout=5.0) for _ in range(6)]
+    assert not any(frames[i].image is frames[i + 3].image for i in range(3))
+    assert frames[0].image.flags.writeable
+    small = open_camera(source=str(tmp_path), loop=True, cache_mb=800 / 2**20)  # room for two of the three
+    frames = [small.grab(timeout=5.0) for _ in range(6)]
+    assert [frames[i].image is frames[i + 3].image for i in range(3)] == [True, True, False]
+    assert [np.array_equal(frames[i].image, frames[i + 3].image) for i in range(3)] == [True, True, True]
 
 
 def test_max_frames_stops_a_finite_source_early(tmp_path):
