@@ -167,7 +167,8 @@ source_option = click.option("--source", type=click.Path(exists=True, path_type=
 @source_option
 @json_option
 def latency(fps: float, browsers: int, kind: str, phase_s: float, pairs: int, settle_s: float, browser_nice: int,
-            browser_boost: bool, daemon_cpus: str | None, browser_cpus: str | None, threads: int | None, spin: str | None, source: Path, json_path: Path | None) -> None:
+            browser_boost: bool, daemon_cpus: str | None, browser_cpus: str | None, threads: int | None,
+            spin: str | None, source: Path, json_path: Path | None) -> None:
     """Publish-to-screen latency in N viewers, and the daemon's inference p95 with N viewers vs none."""
     sync_playwright = need_browser()
     phases: list[dict[str, Any]] = []
