@@ -156,7 +156,7 @@ class Browser:
         if executable is None:
             raise ViewError(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
         self.profile = profile
-        prefix = []
+        prefix: list[str] = []
         if not boost and os.geteuid() == 0 and shutil.which("setpriv"):
             prefix += ["setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice"]
         if nice:  # every Chromium process inherits it: a kiosk browser that yields the CPU to the daemon
