@@ -11,7 +11,7 @@ injected faults (timeouts, incomplete buffers, device loss for a while or for go
 daemon's watchdog and reconnect path can be exercised end to end.
 
 A looping replay decodes each file once and then hands over the kept pixels (``cache_mb``): a
-camera delivers pixels, so a PNG decode on every frame (about 1.3 ms for a 512x512 demo image)
+camera delivers pixels, so a PNG decode on every frame (about 1.2 ms for a 256x256 demo image here)
 would be a cost of the simulator, not of the station, in every latency the benches measure.
 """
 
