@@ -39,7 +39,7 @@ from training.families.autoencoder import AutoencoderDetector
 from training.families.registry import FAMILIES, load_run, train
 from training.presets import assemble, load_preset, parse_set
 from training.runs import TrainRequest
-from training.similarity import ssim_map
+from training.similarity import gaussian_kernel1d, separable_filter, ssim_map
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +58,31 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name.strip(), parse_set(i.strip() for i in items if i.strip())
 
 
-def score_maps(detector: AutoencoderDetector, spec: InputSpec, data: Path, progress: bool = True) -> dict[str, Any]:
-    """Error maps before smoothing, labels and masks of the test set (masks at the image size)."""
+def error_pair(detector: AutoencoderDetector, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (1 - SSIM, squared error) maps of one network input, before smoothing."""
+    reconstruction = detector.reconstruct(target)
+    return 1.0 - ssim_term(detector, target, reconstruction), squared(target, reconstruction)
+
+
+def score_maps(detector: AutoencoderDetector, spec: InputSpec, data: Path, train_images: list[Path],
+               progress: bool = True) -> dict[str, Any]:
+    """Error maps before smoothing of the test set (with labels and masks at the image size) and of
+    the run's training images (what ``map_norm: position`` is fitted on)."""
     errors, labels, masks = [], [], []
     detector.eval()
     with torch.no_grad():
+        good = [error_pair(detector, detector.network_input(torch.from_numpy(preprocess(read_image(p), spec))))
+                for p in tqdm(train_images, desc="training images", unit="img", leave=False, disable=not progress)]
         for item in tqdm(labelled_test_images(data), desc="test images", unit="img", leave=False, disable=not progress):
             image = read_image(item.path)
-            target = detector.network_input(torch.from_numpy(preprocess(image, spec)))
-            reconstruction = detector.network(target)
-            errors.append((1.0 - ssim_term(detector, target, reconstruction), squared(target, reconstruction)))
+            errors.append(error_pair(detector, detector.network_input(torch.from_numpy(preprocess(image, spec)))))
             labels.append(item.is_defect)
             if item.is_defect and item.mask is None:
                 masks.append(None)
                 continue
             mask = np.zeros(image.shape[:2], bool) if not item.is_defect else read_image(item.mask) > 127
             masks.append(mask if mask.ndim == 2 else mask.max(axis=2))
-    return {"errors": errors, "labels": np.array(labels), "masks": masks}
+    return {"errors": errors, "good": good, "labels": np.array(labels), "masks": masks}
 
 
 def ssim_term(detector: AutoencoderDetector, target: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
@@ -85,28 +93,43 @@ def squared(target: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     return ((target - reconstruction) ** 2).mean(dim=1, keepdim=True)
 
 
-def figures(detector: AutoencoderDetector, maps: dict[str, Any]) -> list[dict[str, Any]]:
-    """Image and pixel AUROC for every map combination and score rule."""
+def pixel_auroc(smoothed: list[np.ndarray], masks: list[np.ndarray | None]) -> float:
+    pixel_scores, pixel_labels = [], []
+    for amap, mask in zip(smoothed, masks, strict=True):
+        if mask is None:
+            continue
+        resized = cv2.resize(amap, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR)
+        pixel_scores.append(resized.ravel())
+        pixel_labels.append(mask.ravel())
+    return roc_auc(np.concatenate(pixel_labels), np.concatenate(pixel_scores))
+
+
+def figures(maps: dict[str, Any], sigmas: Iterable[float], floors: Iterable[float]) -> list[dict[str, Any]]:
+    """Image and pixel AUROC for every map term, smoothing sigma, normalisation and score rule.
+
+    ``norm`` is ``none`` or ``position/F``: the smoothed map divided by the training images' mean
+    smoothed map of the same term plus ``F`` times its overall mean, as ``map_norm: position`` with
+    ``map_norm_floor: F`` computes it in the graph.
+    """
     rows = []
-    for term, (w_ssim, w_l2) in MAP_TERMS.items():
-        smoothed = []
-        for ssim_error, l2_error in maps["errors"]:
-            anomaly_map, _ = detector.postprocess(w_ssim * ssim_error + w_l2 * l2_error)
-            smoothed.append(anomaly_map[0, 0].numpy())
-        pixel_scores, pixel_labels = [], []
-        for amap, mask in zip(smoothed, maps["masks"], strict=True):
-            if mask is None:
-                continue
-            resized = cv2.resize(amap, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR)
-            pixel_scores.append(resized.ravel())
-            pixel_labels.append(mask.ravel())
-        pixel = roc_auc(np.concatenate(pixel_labels), np.concatenate(pixel_scores))
-        rules = {"max": [float(m.max()) for m in smoothed]}
-        for k in TOPK:
-            rules[f"top{k}_mean"] = [float(np.sort(m.ravel())[-k:].mean()) for m in smoothed]
-        for rule, scores in rules.items():
-            rows.append({"map": term, "score": rule, "image_auroc": roc_auc(maps["labels"], np.array(scores)),
-                         "pixel_auroc": pixel})
+    for sigma in sigmas:
+        kernel = gaussian_kernel1d(sigma)
+        for term, (w_ssim, w_l2) in MAP_TERMS.items():
+            def smooth(pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+                return separable_filter(w_ssim * pair[0] + w_l2 * pair[1], kernel)  # noqa: B023
+
+            test = [smooth(pair) for pair in maps["errors"]]
+            good_mean = torch.cat([smooth(pair) for pair in maps["good"]]).mean(dim=0, keepdim=True)
+            norms = {"none": None, **{f"position/{f:g}": good_mean + f * good_mean.mean() for f in floors}}
+            for norm, divisor in norms.items():
+                smoothed = [(m if divisor is None else m / divisor)[0, 0].numpy() for m in test]
+                pixel = pixel_auroc(smoothed, maps["masks"])
+                rules = {"max": [float(m.max()) for m in smoothed]}
+                for k in TOPK:
+                    rules[f"top{k}_mean"] = [float(np.sort(m.ravel())[-k:].mean()) for m in smoothed]
+                for rule, scores in rules.items():
+                    rows.append({"map": term, "sigma": sigma, "norm": norm, "score": rule,
+                                 "image_auroc": roc_auc(maps["labels"], np.array(scores)), "pixel_auroc": pixel})
     return rows
 
 
@@ -126,19 +149,21 @@ def run_variant(name: str, overrides: dict[str, Any], base: dict[str, Any], out:
     assert isinstance(detector, AutoencoderDetector)
     detector = detector.eval()
     detector.config = replace(detector.config, map_stride=1)
-    maps = score_maps(detector, InputSpec.from_dict(run["input_spec"]), base["data"], base["progress"])
+    maps = score_maps(detector, InputSpec.from_dict(run["input_spec"]), base["data"],
+                      [Path(p) for p in run["train_images"]], base["progress"])
     return {"variant": name, "overrides": overrides, "run": str(run_dir), "config": run["config"],
             "trainer": {k: run["trainer"][k] for k in ("stopped", "epochs_run", "best_epoch", "best_val_loss")},
-            "loss": run["trainer"]["loss"], "resources": run.get("resources"), "figures": figures(detector, maps)}
+            "loss": run["trainer"]["loss"], "resources": run.get("resources"), "figures": figures(maps, base["sigmas"], base["floors"])}
 
 
 def report(results: Iterable[dict[str, Any]]) -> str:
-    lines = ["| variant | map | score | image AUROC | pixel AUROC | train wall / CPU (s) | best epoch |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| variant | map | sigma | norm | score | image AUROC | pixel AUROC | train wall / CPU (s) | best epoch |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for result in results:
         cost = result.get("resources") or {}
         for row in result["figures"]:
-            lines.append(f"| {result['variant']} | {row['map']} | {row['score']} | {row['image_auroc']:.4f} | "
+            lines.append(f"| {result['variant']} | {row['map']} | {row['sigma']:g} | {row['norm']} | {row['score']} | "
+                         f"{row['image_auroc']:.4f} | "
                          f"{row['pixel_auroc']:.4f} | {cost.get('wall_s', 0):.0f} / {cost.get('cpu_s', 0):.0f} | "
                          f"{result['trainer']['best_epoch']} of {result['trainer']['epochs_run']} |")
     return "\n".join(lines)
@@ -151,15 +176,20 @@ def report(results: Iterable[dict[str, Any]]) -> str:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Overrides common to every variant.")
 @click.option("--variant", "variants", multiple=True, required=True, metavar="NAME:KEY=V,KEY=V",
               help="One run: a name and its overrides (repeat for each run).")
+@click.option("--sigmas", default="2,4,8", show_default=True,
+              help="Map smoothing sigmas to score (input pixels, comma-separated; post-processing, no retraining).")
+@click.option("--floors", default="0.5,1,2", show_default=True,
+              help="map_norm_floor values to score with map_norm: position (comma-separated).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def main(data: Path, out: Path, preset: str | None, sets: tuple[str, ...], variants: tuple[str, ...], device: str,
-         seed: int, quiet: bool) -> None:
+def main(data: Path, out: Path, preset: str | None, sets: tuple[str, ...], variants: tuple[str, ...], sigmas: str,
+         floors: str, device: str, seed: int, quiet: bool) -> None:
     """Train autoencoder variants and print image/pixel AUROC per map term and score rule."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(message)s")
     base = {"data": data.resolve(), "preset": load_preset(preset) if preset else None, "sets": parse_set(sets),
-            "device": device, "seed": seed, "progress": not quiet}
+            "device": device, "seed": seed, "progress": not quiet,
+            "sigmas": [float(v) for v in sigmas.split(",")], "floors": [float(v) for v in floors.split(",")]}
     out.mkdir(parents=True, exist_ok=True)
     results = [run_variant(*parse_variant(text), base, out) for text in variants]
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))

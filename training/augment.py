@@ -95,6 +95,24 @@ def paste_defects(batch: torch.Tensor, probability: float, size: tuple[float, fl
     return out
 
 
+def hide_cells(batch: torch.Tensor, cells: tuple[int, ...], sets: int, generator: torch.Generator) -> torch.Tensor:
+    """A copy of ``batch`` with about ``1 / sets`` of each image's square cells set to 0 (mid-grey).
+
+    The training side of inpainting reconstruction (RIAD): each image draws a cell size from
+    ``cells`` and a random group for every cell, and the cells of one group are hidden; the target
+    stays the whole clean image, so the network learns to predict hidden cells from their
+    surroundings. Inference hides fixed groups instead (``training.families.autoencoder.inpaint_masks``).
+    """
+    count, _, height, width = batch.shape
+    masks = []
+    for _ in range(count):
+        cell = cells[int(torch.randint(len(cells), (1,), generator=generator))]
+        grid = torch.randint(sets, (-(-height // cell), -(-width // cell)), generator=generator) == 0
+        masks.append(grid.repeat_interleave(cell, 0).repeat_interleave(cell, 1)[:height, :width])
+    hidden = torch.stack(masks).unsqueeze(1).to(batch.device)
+    return batch.masked_fill(hidden, 0.0)
+
+
 def augment(batch: torch.Tensor, spec: Augmentation, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(network input, reconstruction target) for a batch ``(B, C, H, W)`` in [-1, 1].
 

@@ -30,6 +30,7 @@ from training.similarity import gaussian_kernel1d, separable_filter, ssim_map
 
 ARCHITECTURE = "unet_lite"
 SCORE_RULES = ("max", "topk_mean")
+MAP_NORMS = ("none", "position")
 # The bundle's input rule for this family: x / 255 mapped to [-1, 1] as (x/255 - 0.5) / 0.5.
 INPUT_MEAN = (0.5, 0.5, 0.5)
 INPUT_STD = (0.5, 0.5, 0.5)
@@ -45,6 +46,21 @@ class AutoencoderConfig:
     squared error`` (both averaged over channels), smoothed by a Gaussian of ``sigma`` input
     pixels and pooled by ``map_stride``; ``score`` is its ``max`` or the ``topk_mean`` of its
     ``topk`` largest pixels.
+
+    ``inpaint_cells`` (empty: off, one plain pass) makes the model reconstruct by inpainting, as RIAD does
+    (Zavrtanik et al., 2021): the image is cut into square cells of each listed size, the cells
+    are split into ``inpaint_sets`` groups, and each group is hidden in turn and predicted from the
+    rest, so every pixel is reconstructed from a pass that never saw it and a skip connection has
+    nothing to copy a defect from. That costs ``len(inpaint_cells) * inpaint_sets`` network passes
+    per frame (one batch); training hides cells the same way (:func:`training.augment.hide_cells`).
+
+    ``map_norm: position`` divides the smoothed map by what good parts show at each position: the
+    mean smoothed error of the training images there, plus ``map_norm_floor`` times its overall
+    mean (so a position where good parts reconstruct perfectly cannot blow up). A reconstruction
+    is least exact on a good part's own fine structure (a bottle's rim); dividing by it leaves
+    what is unusual for that place. It suits parts that sit in the same place in every frame;
+    the divisor is fitted after training (:meth:`AutoencoderDetector.fit_position_scale`) and
+    stored with the weights.
     """
 
     input_size: tuple[int, int] = (128, 128)
@@ -59,11 +75,16 @@ class AutoencoderConfig:
     map_stride: int = 1
     score: str = "max"
     topk: int = 64
+    inpaint_cells: tuple[int, ...] = (16, 32)
+    inpaint_sets: int = 3
+    map_norm: str = "none"
+    map_norm_floor: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
         object.__setattr__(self, "widths", tuple(int(v) for v in self.widths))
         object.__setattr__(self, "skips", tuple(bool(v) for v in self.skips))
+        object.__setattr__(self, "inpaint_cells", tuple(int(v) for v in self.inpaint_cells))
         if self.in_channels not in (1, 3):
             raise ValueError(f"config: in_channels must be 1 (grayscale) or 3 (RGB), got {self.in_channels}")
         if not self.widths or min(self.widths) < 1 or self.bottleneck < 1:
@@ -82,6 +103,15 @@ class AutoencoderConfig:
             raise ValueError("config: sigma and ssim_window_sigma must be > 0")
         if self.score not in SCORE_RULES:
             raise ValueError(f"config: score must be one of {', '.join(SCORE_RULES)}, got {self.score!r}")
+        if any(not 1 <= cell <= min(self.input_size) for cell in self.inpaint_cells):
+            raise ValueError(f"config: inpaint_cells must be between 1 and the input's shorter side "
+                             f"{min(self.input_size)} pixels, got {self.inpaint_cells}")
+        if self.map_norm not in MAP_NORMS or self.map_norm_floor <= 0:
+            raise ValueError(f"config: map_norm must be one of {', '.join(MAP_NORMS)} and map_norm_floor > 0, "
+                             f"got {self.map_norm!r}, {self.map_norm_floor}")
+        if self.inpaint_sets < 2:
+            raise ValueError(f"config: inpaint_sets must be >= 2 (one group hidden, the others seen), "
+                             f"got {self.inpaint_sets}")
         pixels = (self.input_size[0] // self.map_stride) * (self.input_size[1] // self.map_stride)
         if not 1 <= self.topk <= pixels:
             raise ValueError(f"config: topk must be in [1, {pixels}] (map pixels), got {self.topk}")
@@ -182,11 +212,32 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def cell_groups(height: int, width: int, cell: int, sets: int) -> torch.Tensor:
+    """``(H, W)`` group index in ``[0, sets)`` of each pixel's ``cell``-sized square: ``(row + 2 col) % sets``.
+
+    Cells sharing an edge always differ in group for ``sets >= 3``, so a hidden cell is predicted
+    from all four neighbours; the pattern is fixed, so the graph and its parity are deterministic.
+    """
+    rows = torch.arange(height) // cell
+    cols = torch.arange(width) // cell
+    return (rows[:, None] + 2 * cols[None, :]) % sets
+
+
+def inpaint_masks(config: AutoencoderConfig) -> torch.Tensor:
+    """``(P, 1, H, W)`` float masks, 1 where pass ``p`` hides the pixel; every pixel hidden once per cell size."""
+    height, width = config.input_size
+    masks = [(cell_groups(height, width, cell, config.inpaint_sets) == group).float()
+             for cell in config.inpaint_cells for group in range(config.inpaint_sets)]
+    return torch.stack(masks).unsqueeze(1)
+
+
 class AutoencoderDetector(nn.Module):
     """The exported model: preprocessed ``Bx3xHxW`` image -> (anomaly map ``(B, 1, h, w)``, score ``(B,)``)."""
 
     ssim_window: torch.Tensor
     blur_kernel: torch.Tensor
+    hidden: torch.Tensor
+    position_scale: torch.Tensor
 
     def __init__(self, config: AutoencoderConfig) -> None:
         super().__init__()
@@ -194,6 +245,10 @@ class AutoencoderDetector(nn.Module):
         self.network = AutoencoderUNetLite(config.in_channels, config.widths, config.bottleneck, config.skips)
         self.register_buffer("ssim_window", gaussian_kernel1d(config.ssim_window_sigma, radius=5), persistent=False)
         self.register_buffer("blur_kernel", gaussian_kernel1d(config.sigma), persistent=False)
+        self.register_buffer("hidden", inpaint_masks(config) if config.inpaint_cells else torch.zeros(0),
+                             persistent=False)
+        if config.map_norm == "position":  # fitted on good images; saved and exported with the weights
+            self.register_buffer("position_scale", torch.ones(1, 1, *config.input_size))
 
     def set_map_stride(self, map_stride: int) -> None:
         """Change the anomaly map's resolution (post-processing only)."""
@@ -206,6 +261,16 @@ class AutoencoderDetector(nn.Module):
         if tuple(int(v) for v in x.shape[-2:]) != self.config.input_size:
             raise ValueError(f"detector input must be {self.config.input_size}, got {tuple(x.shape[-2:])}")
         return x.mean(dim=1, keepdim=True) if self.config.in_channels == 1 else x
+
+    def reconstruct(self, target: torch.Tensor) -> torch.Tensor:
+        """The network's reconstruction of ``target``: one pass, or the inpainted passes combined."""
+        if not self.config.inpaint_cells:
+            return self.network(target)
+        passes = int(self.hidden.shape[0])
+        seen = target.unsqueeze(1) * (1.0 - self.hidden.unsqueeze(0))  # (B, P, C, H, W), hidden cells at 0
+        out = self.network(seen.flatten(0, 1)).unflatten(0, (-1, passes))
+        combined = (out * self.hidden.unsqueeze(0)).sum(dim=1)
+        return combined / float(len(self.config.inpaint_cells))
 
     def error_map(self, target: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
         """Per-pixel reconstruction error ``(B, 1, H, W)`` before smoothing."""
@@ -221,6 +286,8 @@ class AutoencoderDetector(nn.Module):
     def postprocess(self, error: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Smooth and pool the error into the anomaly map; reduce it to the image score."""
         anomaly_map = separable_filter(error, self.blur_kernel)
+        if self.config.map_norm == "position":
+            anomaly_map = anomaly_map / self.position_scale
         if self.config.map_stride > 1:
             anomaly_map = F.avg_pool2d(anomaly_map, self.config.map_stride)
         flat = anomaly_map.flatten(1)
@@ -230,7 +297,19 @@ class AutoencoderDetector(nn.Module):
             score = flat.topk(self.config.topk, dim=1).values.mean(dim=1)
         return anomaly_map, score
 
+    @torch.no_grad()
+    def fit_position_scale(self, good: torch.Tensor, batch_size: int = 8) -> None:
+        """Set the ``map_norm: position`` divisor from good network inputs ``(N, C, H, W)``."""
+        if self.config.map_norm != "position":
+            raise ValueError("fit_position_scale needs map_norm: position")
+        total = torch.zeros_like(self.position_scale)
+        for batch in good.split(batch_size):
+            error = self.error_map(batch, self.reconstruct(batch))
+            total += separable_filter(error, self.blur_kernel).sum(dim=0, keepdim=True)
+        mean = total / int(good.shape[0])
+        self.position_scale.copy_(mean + self.config.map_norm_floor * mean.mean())
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         target = self.network_input(x)
-        reconstruction = self.network(target)
+        reconstruction = self.reconstruct(target)
         return self.postprocess(self.error_map(target, reconstruction))

@@ -67,10 +67,15 @@ def _describe_autoencoder(model: torch.nn.Module, run: Mapping[str, Any]) -> dic
 
 def _autoencoder_map(config: Mapping[str, Any]) -> str:
     stride = int(config.get("map_stride", 1))
+    cells = list(config.get("inpaint_cells") or [])
+    how = (f"each pixel inpainted from passes that hid it ({cells} px cells, {config.get('inpaint_sets')} sets)"
+           if cells else "one plain pass")
+    norm = (f", divided by the training images' mean map at each pixel plus {config.get('map_norm_floor')} x its "
+            "overall mean" if config.get("map_norm") == "position" else " (raw units, not normalised)")
     return (f"anomaly score per {stride}x{stride} input pixels: per-pixel reconstruction error of the U-Net "
-            f"autoencoder, {config.get('ssim_weight')} x (1 - SSIM) + {config.get('l2_weight')} x squared error "
-            "(channel mean, images in [-1, 1]), Gaussian-smoothed (raw units, not normalised); region boxes are "
-            "scaled to image pixels")
+            f"autoencoder ({how}), {config.get('ssim_weight')} x (1 - SSIM) + {config.get('l2_weight')} x squared "
+            f"error (channel mean, images in [-1, 1]), Gaussian-smoothed{norm}; region boxes are scaled to image "
+            "pixels")
 
 
 def _autoencoder_score(config: Mapping[str, Any]) -> str:
@@ -101,7 +106,7 @@ FAMILIES: dict[str, Family] = {
     ),
     "autoencoder": Family(
         name="autoencoder",
-        summary="U-Net reconstruction autoencoder trained on good images; SSIM/L2 reconstruction error",
+        summary="U-Net autoencoder trained on good images to inpaint hidden cells; SSIM/L2 reconstruction error",
         fit=fit_autoencoder.fit,
         load=lambda run_dir: load_checkpoint_model(run_dir, "autoencoder", fit_autoencoder.build),
         describe=_describe_autoencoder,

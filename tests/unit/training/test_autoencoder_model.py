@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.families.autoencoder import AutoencoderConfig, AutoencoderDetector, AutoencoderUNetLite, count_parameters
+from training.families.autoencoder import (
+    AutoencoderConfig,
+    AutoencoderDetector,
+    AutoencoderUNetLite,
+    cell_groups,
+    count_parameters,
+    inpaint_masks,
+)
 from training.similarity import gaussian_kernel1d, ssim_map
 
 
@@ -100,3 +107,70 @@ def test_ssim_of_an_image_with_itself_is_one_and_drops_for_noise() -> None:
     assert torch.allclose(ssim_map(image, image, window), torch.ones(1, 3, 32, 32), atol=1e-5)
     noisy = image + 0.3 * torch.randn_like(image)
     assert ssim_map(image, noisy, window).mean() < 0.9
+
+
+def test_inpainting_hides_every_pixel_exactly_once_per_cell_size_and_neighbours_stay_visible() -> None:
+    config = AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16), bottleneck=8, inpaint_cells=(4, 8),
+                               inpaint_sets=3)
+    masks = inpaint_masks(config)
+    assert masks.shape == (6, 1, 32, 32)
+    assert torch.equal(masks.sum(dim=0), torch.full((1, 32, 32), 2.0))
+    groups = cell_groups(32, 32, 4, 3)
+    for row in range(0, 32, 4):
+        for col in range(0, 32, 4):
+            neighbours = [(row + dy, col + dx) for dy, dx in ((-4, 0), (4, 0), (0, -4), (0, 4))
+                          if 0 <= row + dy < 32 and 0 <= col + dx < 32]
+            assert all(groups[y, x] != groups[row, col] for y, x in neighbours)
+    with pytest.raises(ValueError, match="inpaint_cells"):
+        AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16), inpaint_cells=(64,))
+    with pytest.raises(ValueError, match="inpaint_sets"):
+        AutoencoderConfig(inpaint_cells=(8,), inpaint_sets=1)
+
+
+def test_an_inpainted_pixel_is_reconstructed_from_a_pass_that_never_saw_it() -> None:
+    """Changing one cell's pixels leaves that cell's reconstruction exactly as it was: a defect cannot be copied."""
+    config = AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16), bottleneck=8, inpaint_cells=(8,),
+                               inpaint_sets=3)
+    detector = AutoencoderDetector(config).eval()
+    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    changed = image.clone()
+    changed[:, :, 8:16, 8:16] = 1.0  # exactly one cell
+    with torch.no_grad():
+        before, after = detector.reconstruct(image), detector.reconstruct(changed)
+        anomaly_map, score = detector(changed)
+    assert torch.equal(before[:, :, 8:16, 8:16], after[:, :, 8:16, 8:16])
+    assert not torch.equal(before, after)  # the other cells saw the change
+    assert anomaly_map.shape == (2, 1, 32, 32) and score.shape == (2,)
+
+
+def test_position_norm_divides_by_what_good_images_show_there_and_travels_with_the_weights() -> None:
+    config = AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16), bottleneck=8, map_norm="position",
+                               map_norm_floor=0.5, sigma=1.0)
+    detector = AutoencoderDetector(config).eval()
+    good = torch.rand(6, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        raw = detector.postprocess(detector.error_map(good, detector.reconstruct(good)))[0]
+        detector.fit_position_scale(good, batch_size=4)
+        normed, _ = detector(good)
+    mean = raw.mean(dim=0, keepdim=True)
+    assert torch.allclose(detector.position_scale, mean + 0.5 * mean.mean(), rtol=1e-4)
+    assert torch.allclose(normed, raw / detector.position_scale, rtol=1e-4)
+    assert float(normed.mean(dim=0).max()) < 1.0  # the good images' mean over the divisor, floor included
+    reloaded = AutoencoderDetector(config).eval()
+    reloaded.load_state_dict(detector.state_dict())
+    with torch.no_grad():
+        assert torch.equal(reloaded(good)[0], normed)
+    with pytest.raises(ValueError, match="map_norm"):
+        AutoencoderConfig(map_norm="frame")
+    with pytest.raises(ValueError, match="needs map_norm"):
+        AutoencoderDetector(AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16))).fit_position_scale(good)
+
+
+def test_a_run_written_before_inpainting_is_rebuilt_for_one_plain_pass() -> None:
+    from training.fit_autoencoder import build
+
+    current = AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16), bottleneck=8).to_dict()
+    assert build(current).config.inpaint_cells == (16, 32)  # today's default, as its run.yaml records it
+    older = {k: v for k, v in current.items() if k not in ("inpaint_cells", "inpaint_sets", "map_norm",
+                                                             "map_norm_floor")}
+    assert build(older).config.inpaint_cells == ()

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from training.augment import Augmentation, augment
+from training.augment import Augmentation, augment, hide_cells
 from training.families.autoencoder import AutoencoderDetector
 from training.families.registry import load_run, train
 from training.fit_autoencoder import TrainerConfig, budget_lr, epoch_fits, make_scheduler, use_amp
@@ -107,6 +107,17 @@ def test_augmentation_changes_input_and_target_alike_except_noise() -> None:
     assert torch.equal(source, target) and not torch.equal(target, batch)
     source, target = augment(batch, Augmentation(noise=0.1), generator)
     assert torch.equal(target, batch) and not torch.equal(source, batch)
+
+
+def test_hidden_cells_are_whole_cells_set_to_mid_grey_about_one_set_in_three() -> None:
+    batch = torch.rand(8, 3, 32, 32) * 0.5 + 0.25  # never exactly 0, so 0 means hidden
+    hidden = hide_cells(batch, (4, 8), 3, torch.Generator().manual_seed(0)) == 0
+    assert torch.equal(hidden[:, :1].expand_as(hidden), hidden)  # all channels of a pixel together
+    fractions = hidden[:, 0].float().mean(dim=(1, 2))
+    assert 0.15 < float(fractions.mean()) < 0.5
+    for image in hidden[:, 0]:
+        cells = image.unfold(0, 4, 4).unfold(1, 4, 4).flatten(2).float()  # every 4x4 cell all or nothing
+        assert torch.all((cells.mean(dim=-1) == 0) | (cells.mean(dim=-1) == 1))
 
 
 def _wait_for_line(process: subprocess.Popen, marker: str) -> None:
