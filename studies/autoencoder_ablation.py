@@ -35,7 +35,7 @@ from tqdm import tqdm
 from edge.model.imageio import read_image
 from edge.model.preprocess import InputSpec, preprocess
 from export.heldout import labelled_test_images, roc_auc
-from training.families.autoencoder import AutoencoderDetector
+from training.families.autoencoder import AutoencoderDetector, position_divisor
 from training.families.registry import FAMILIES, load_run, train
 from training.presets import assemble, load_preset, parse_set
 from training.runs import TrainRequest
@@ -120,7 +120,7 @@ def figures(maps: dict[str, Any], sigmas: Iterable[float], floors: Iterable[floa
 
             test = [smooth(pair) for pair in maps["errors"]]
             good_mean = torch.cat([smooth(pair) for pair in maps["good"]]).mean(dim=0, keepdim=True)
-            norms = {"none": None, **{f"position/{f:g}": good_mean + f * good_mean.mean() for f in floors}}
+            norms = {"none": None, **{f"position/{f:g}": position_divisor(good_mean, f) for f in floors}}
             for norm, divisor in norms.items():
                 smoothed = [(m if divisor is None else m / divisor)[0, 0].numpy() for m in test]
                 pixel = pixel_auroc(smoothed, maps["masks"])
@@ -153,7 +153,8 @@ def run_variant(name: str, overrides: dict[str, Any], base: dict[str, Any], out:
                       [Path(p) for p in run["train_images"]], base["progress"])
     return {"variant": name, "overrides": overrides, "run": str(run_dir), "config": run["config"],
             "trainer": {k: run["trainer"][k] for k in ("stopped", "epochs_run", "best_epoch", "best_val_loss")},
-            "loss": run["trainer"]["loss"], "resources": run.get("resources"), "figures": figures(maps, base["sigmas"], base["floors"])}
+            "loss": run["trainer"]["loss"], "resources": run.get("resources"),
+            "figures": figures(maps, base["sigmas"], base["floors"])}
 
 
 def report(results: Iterable[dict[str, Any]]) -> str:

@@ -231,6 +231,11 @@ def inpaint_masks(config: AutoencoderConfig) -> torch.Tensor:
     return torch.stack(masks).unsqueeze(1)
 
 
+def position_divisor(good_mean: torch.Tensor, floor: float) -> torch.Tensor:
+    """The ``map_norm: position`` divisor from the good images' mean smoothed map: itself plus ``floor`` x its mean."""
+    return good_mean + floor * good_mean.mean()
+
+
 class AutoencoderDetector(nn.Module):
     """The exported model: preprocessed ``Bx3xHxW`` image -> (anomaly map ``(B, 1, h, w)``, score ``(B,)``)."""
 
@@ -307,7 +312,7 @@ class AutoencoderDetector(nn.Module):
             error = self.error_map(batch, self.reconstruct(batch))
             total += separable_filter(error, self.blur_kernel).sum(dim=0, keepdim=True)
         mean = total / int(good.shape[0])
-        self.position_scale.copy_(mean + self.config.map_norm_floor * mean.mean())
+        self.position_scale.copy_(position_divisor(mean, self.config.map_norm_floor))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         target = self.network_input(x)
