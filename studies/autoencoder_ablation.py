@@ -4,7 +4,7 @@ A U-Net's skip connections can carry a defect straight from input to output, so 
 reconstruction error misses it; without them the reconstruction blurs and every sharp edge of a
 good part lights up. Which wins is a measurement, not an argument: this command trains one run
 per ``--variant`` (a name and ``--set``-style overrides on top of a preset) and scores each on the
-labelled test set for every post-processing setting (map = SSIM term, L2 term or both; score =
+labelled test set for every post-processing setting (map = gradient-similarity, SSIM or L2 term, or a sum; score =
 max or top-k mean), which needs no retraining because post-processing is not learned.
 
 Scores come from the torch model on the test images prepared by ``edge``'s own preprocessing;
@@ -39,11 +39,13 @@ from training.families.autoencoder import AutoencoderDetector, position_divisor
 from training.families.registry import FAMILIES, load_run, train
 from training.presets import assemble, load_preset, parse_set
 from training.runs import TrainRequest
-from training.similarity import gaussian_kernel1d, separable_filter, ssim_map
+from training.similarity import gaussian_kernel1d, gradient_similarity, separable_filter, ssim_map
 
 log = logging.getLogger(__name__)
 
-MAP_TERMS = {"ssim+l2": (1.0, 1.0), "ssim": (1.0, 0.0), "l2": (0.0, 1.0)}
+# map name -> weights of (1 - SSIM, squared error, 1 - MSGMS), as ssim_weight, l2_weight, gms_weight
+MAP_TERMS = {"ssim+l2": (1.0, 1.0, 0.0), "ssim": (1.0, 0.0, 0.0), "l2": (0.0, 1.0, 0.0), "gms": (0.0, 0.0, 1.0),
+             "gms+l2": (0.0, 1.0, 1.0)}
 TOPK = (16, 64, 256)
 
 
@@ -58,10 +60,11 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name.strip(), parse_set(i.strip() for i in items if i.strip())
 
 
-def error_pair(detector: AutoencoderDetector, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (1 - SSIM, squared error) maps of one network input, before smoothing."""
+def error_terms(detector: AutoencoderDetector, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The (1 - SSIM, squared error, 1 - MSGMS) maps of one network input, before smoothing."""
     reconstruction = detector.reconstruct(target)
-    return 1.0 - ssim_term(detector, target, reconstruction), squared(target, reconstruction)
+    gms = 1.0 - gradient_similarity(target, reconstruction, detector.config.gms_scales)
+    return 1.0 - ssim_term(detector, target, reconstruction), squared(target, reconstruction), gms
 
 
 def score_maps(detector: AutoencoderDetector, spec: InputSpec, data: Path, train_images: list[Path],
@@ -71,11 +74,11 @@ def score_maps(detector: AutoencoderDetector, spec: InputSpec, data: Path, train
     errors, labels, masks = [], [], []
     detector.eval()
     with torch.no_grad():
-        good = [error_pair(detector, detector.network_input(torch.from_numpy(preprocess(read_image(p), spec))))
+        good = [error_terms(detector, detector.network_input(torch.from_numpy(preprocess(read_image(p), spec))))
                 for p in tqdm(train_images, desc="training images", unit="img", leave=False, disable=not progress)]
         for item in tqdm(labelled_test_images(data), desc="test images", unit="img", leave=False, disable=not progress):
             image = read_image(item.path)
-            errors.append(error_pair(detector, detector.network_input(torch.from_numpy(preprocess(image, spec)))))
+            errors.append(error_terms(detector, detector.network_input(torch.from_numpy(preprocess(image, spec)))))
             labels.append(item.is_defect)
             if item.is_defect and item.mask is None:
                 masks.append(None)
@@ -114,12 +117,12 @@ def figures(maps: dict[str, Any], sigmas: Iterable[float], floors: Iterable[floa
     rows = []
     for sigma in sigmas:
         kernel = gaussian_kernel1d(sigma)
-        for term, (w_ssim, w_l2) in MAP_TERMS.items():
-            def smooth(pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-                return separable_filter(w_ssim * pair[0] + w_l2 * pair[1], kernel)  # noqa: B023
+        for term, weights in MAP_TERMS.items():
+            def smooth(terms: tuple[torch.Tensor, ...]) -> torch.Tensor:
+                return separable_filter(sum(w * t for w, t in zip(weights, terms, strict=True)), kernel)  # noqa: B023
 
-            test = [smooth(pair) for pair in maps["errors"]]
-            good_mean = torch.cat([smooth(pair) for pair in maps["good"]]).mean(dim=0, keepdim=True)
+            test = [smooth(terms) for terms in maps["errors"]]
+            good_mean = torch.cat([smooth(terms) for terms in maps["good"]]).mean(dim=0, keepdim=True)
             norms = {"none": None, **{f"position/{f:g}": position_divisor(good_mean, f) for f in floors}}
             for norm, divisor in norms.items():
                 smoothed = [(m if divisor is None else m / divisor)[0, 0].numpy() for m in test]

@@ -33,7 +33,7 @@ DEFAULT_BATCH_SIZE = 4
 FAMILY_SUMMARIES = {
     "patchcore": "nearest-neighbour distance of pretrained patch features to a coreset memory bank",
     "padim": "Mahalanobis distance of pretrained patch features to a Gaussian per patch position",
-    "autoencoder": "U-Net autoencoder trained on good images to inpaint hidden cells; SSIM/L2 reconstruction error",
+    "autoencoder": "U-Net autoencoder trained on good images to inpaint hidden cells; gradient/SSIM/L2 reconstruction error",
 }
 DEFAULT_FAMILY = "patchcore"
 PATCHCORE_ONLY = ("resize", "tile_scale", "layers", "pool_size", "sigma", "tune", "max_latency_ms")

@@ -390,8 +390,11 @@ def build(config: Mapping[str, Any]) -> AutoencoderDetector:
     """The model of a saved run (weights come from the state dict).
 
     A run's ``config`` lists every field; one without ``inpaint_cells`` was written before
-    inpainting existed, was trained for one plain pass, and is rebuilt so.
+    inpainting existed, was trained for one plain pass, and is rebuilt so; one without
+    ``gms_weight`` was written before the gradient-similarity map term, and its map has none.
     """
     if "inpaint_cells" not in config:
         config = {**config, "inpaint_cells": []}
+    if "gms_weight" not in config:
+        config = {**config, "gms_weight": 0.0}
     return AutoencoderDetector(AutoencoderConfig.from_dict(config))

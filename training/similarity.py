@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
+GMS_C = 0.0104  # RIAD's gradient-similarity constant 0.0026 for [0, 1] images, scaled to [-1, 1]
 
 
 def gaussian_kernel1d(sigma: float, radius: int | None = None) -> torch.Tensor:
@@ -63,3 +64,34 @@ def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
     grads = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernels, groups=channels)
     grads = grads.view(x.shape[0], channels, 2, *x.shape[-2:])
     return torch.sqrt((grads * grads).sum(dim=2) + 1e-12)
+
+
+def prewitt_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Gradient magnitude ``(B, 1, H, W)`` of the channel mean of ``x`` with 3x3 Prewitt kernels (replicate padding)."""
+    gray = x.mean(dim=1, keepdim=True)
+    row = torch.tensor([1.0, 0.0, -1.0], dtype=x.dtype, device=x.device)
+    gx = row.view(1, 3).expand(3, 3) / 3.0
+    kernels = torch.stack([gx, gx.T]).unsqueeze(1)  # (2, 1, 3, 3)
+    grads = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernels)
+    return torch.sqrt((grads * grads).sum(dim=1, keepdim=True) + 1e-12)
+
+
+def gradient_similarity(x: torch.Tensor, y: torch.Tensor, scales: int = 4, c: float = GMS_C) -> torch.Tensor:
+    """Multi-scale gradient magnitude similarity ``(B, 1, H, W)`` of ``x`` and ``y``, in (0, 1] (1: identical).
+
+    GMS (Xue et al., 2014) compares local gradient magnitudes, ``(2 g_x g_y + c) / (g_x^2 + g_y^2 +
+    c)``; RIAD (Zavrtanik et al., 2021) averages it over ``scales`` halvings of the image (each
+    scale's map bilinearly resized back), so a defect shows whether its edges are fine or coarse.
+    ``c`` is for images in [-1, 1] (RIAD's 0.0026 for [0, 1], times 4).
+    """
+    height, width = int(x.shape[-2]), int(x.shape[-1])
+    total = torch.zeros_like(x[:, :1])
+    for scale in range(scales):
+        if scale:
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        gx, gy = prewitt_magnitude(x), prewitt_magnitude(y)
+        similarity = (2.0 * gx * gy + c) / (gx * gx + gy * gy + c)
+        if scale:
+            similarity = F.interpolate(similarity, size=(height, width), mode="bilinear", align_corners=False)
+        total = total + similarity
+    return total / scales

@@ -6,7 +6,8 @@ bottleneck at 16x16, three ``ConvTranspose2d`` upsampling blocks with skip conne
 ``Tanh`` output, about 1.9 M parameters. :class:`AutoencoderUNetLite` is that network (sizes,
 widths and which skips exist are configurable); :class:`AutoencoderDetector` wraps it with the
 fixed post-processing that turns a reconstruction into the bundle contract: the per-pixel
-reconstruction error (SSIM- and L2-based, weights configurable), Gaussian-smoothed, and the image
+reconstruction error (gradient-similarity-, SSIM- and L2-based, weights configurable),
+Gaussian-smoothed, and the image
 score (its maximum or the mean of its top-k pixels). The fitting loop lives in
 :mod:`training.fit_autoencoder`, the loss in :mod:`training.ae_loss`.
 
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.configdict import known_keys, plain
-from training.similarity import gaussian_kernel1d, separable_filter, ssim_map
+from training.similarity import gaussian_kernel1d, gradient_similarity, separable_filter, ssim_map
 
 ARCHITECTURE = "unet_lite"
 SCORE_RULES = ("max", "topk_mean")
@@ -42,10 +43,14 @@ class AutoencoderConfig:
 
     ``widths`` are the encoder blocks' channels (one per downsampling by 2), ``bottleneck`` the
     channels at the lowest resolution, ``skips`` which decoder levels (outermost first) get the
-    encoder's features concatenated. The anomaly map is ``ssim_weight * (1 - SSIM) + l2_weight *
-    squared error`` (both averaged over channels), smoothed by a Gaussian of ``sigma`` input
-    pixels and pooled by ``map_stride``; ``score`` is its ``max`` or the ``topk_mean`` of its
-    ``topk`` largest pixels.
+    encoder's features concatenated. The anomaly map is ``gms_weight * (1 - MSGMS) + ssim_weight *
+    (1 - SSIM) + l2_weight * squared error`` (SSIM and L2 averaged over channels; MSGMS, RIAD's
+    multi-scale gradient magnitude similarity over ``gms_scales`` halvings, on the channel mean),
+    smoothed by a Gaussian of ``sigma`` input pixels and pooled by ``map_stride``; ``score`` is its
+    ``max`` or the ``topk_mean`` of its ``topk`` largest pixels. The default map is MSGMS alone: on
+    bottle it beat SSIM + L2 at every smoothing and normalisation measured (docs/models.md), since
+    an inpainted reconstruction is right in its gradients where it is right at all, while its
+    intensities drift a little everywhere.
 
     ``inpaint_cells`` (empty: off, one plain pass) makes the model reconstruct by inpainting, as RIAD does
     (Zavrtanik et al., 2021): the image is cut into square cells of each listed size, the cells
@@ -69,8 +74,10 @@ class AutoencoderConfig:
     bottleneck: int = 512
     skips: tuple[bool, ...] = (True, True, True)
     ssim_window_sigma: float = 1.5
-    ssim_weight: float = 1.0
-    l2_weight: float = 1.0
+    ssim_weight: float = 0.0
+    l2_weight: float = 0.0
+    gms_weight: float = 1.0
+    gms_scales: int = 4
     sigma: float = 2.0
     map_stride: int = 1
     score: str = "max"
@@ -97,8 +104,12 @@ class AutoencoderConfig:
                              f"(one halving per encoder block), got {self.input_size}")
         if self.map_stride < 1 or any(side % self.map_stride for side in self.input_size):
             raise ValueError(f"config: map_stride must be >= 1 and divide input_size {self.input_size}")
-        if self.ssim_weight < 0 or self.l2_weight < 0 or self.ssim_weight + self.l2_weight == 0:
-            raise ValueError("config: ssim_weight and l2_weight must be >= 0 and not both 0")
+        weights = (self.ssim_weight, self.l2_weight, self.gms_weight)
+        if min(weights) < 0 or sum(weights) == 0:
+            raise ValueError(f"config: gms_weight, ssim_weight and l2_weight must be >= 0 and not all 0, got {weights}")
+        if not 1 <= self.gms_scales <= 6 or min(self.input_size) >> (self.gms_scales - 1) < 4:
+            raise ValueError(f"config: gms_scales must be 1 to 6 and leave at least 4 pixels at the coarsest scale "
+                             f"of {self.input_size}, got {self.gms_scales}")
         if self.sigma <= 0 or self.ssim_window_sigma <= 0:
             raise ValueError("config: sigma and ssim_window_sigma must be > 0")
         if self.score not in SCORE_RULES:
@@ -280,6 +291,9 @@ class AutoencoderDetector(nn.Module):
     def error_map(self, target: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
         """Per-pixel reconstruction error ``(B, 1, H, W)`` before smoothing."""
         error = torch.zeros_like(target[:, :1])
+        if self.config.gms_weight:
+            dissimilarity = 1.0 - gradient_similarity(target, reconstruction, self.config.gms_scales)
+            error = error + self.config.gms_weight * dissimilarity
         if self.config.ssim_weight:
             dissimilarity = 1.0 - ssim_map(target, reconstruction, self.ssim_window)
             error = error + self.config.ssim_weight * dissimilarity.mean(dim=1, keepdim=True)

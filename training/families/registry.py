@@ -73,9 +73,10 @@ def _autoencoder_map(config: Mapping[str, Any]) -> str:
     norm = (f", divided by the training images' mean map at each pixel plus {config.get('map_norm_floor')} x its "
             "overall mean" if config.get("map_norm") == "position" else " (raw units, not normalised)")
     return (f"anomaly score per {stride}x{stride} input pixels: per-pixel reconstruction error of the U-Net "
-            f"autoencoder ({how}), {config.get('ssim_weight')} x (1 - SSIM) + {config.get('l2_weight')} x squared "
-            f"error (channel mean, images in [-1, 1]), Gaussian-smoothed{norm}; region boxes are scaled to image "
-            "pixels")
+            f"autoencoder ({how}), {config.get('gms_weight', 0.0)} x (1 - multi-scale gradient magnitude similarity "
+            f"over {config.get('gms_scales', 4)} scales) + {config.get('ssim_weight')} x (1 - SSIM) + "
+            f"{config.get('l2_weight')} x squared error (channel mean, images in [-1, 1]), Gaussian-smoothed{norm}; "
+            "region boxes are scaled to image pixels")
 
 
 def _autoencoder_score(config: Mapping[str, Any]) -> str:
@@ -106,7 +107,7 @@ FAMILIES: dict[str, Family] = {
     ),
     "autoencoder": Family(
         name="autoencoder",
-        summary="U-Net autoencoder trained on good images to inpaint hidden cells; SSIM/L2 reconstruction error",
+        summary="U-Net autoencoder trained on good images to inpaint hidden cells; gradient/SSIM/L2 reconstruction error",
         fit=fit_autoencoder.fit,
         load=lambda run_dir: load_checkpoint_model(run_dir, "autoencoder", fit_autoencoder.build),
         describe=_describe_autoencoder,

@@ -13,7 +13,7 @@ from training.families.autoencoder import (
     count_parameters,
     inpaint_masks,
 )
-from training.similarity import gaussian_kernel1d, ssim_map
+from training.similarity import gaussian_kernel1d, gradient_similarity, ssim_map
 
 
 def _shapes_after_each_stage(network: AutoencoderUNetLite, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
@@ -109,6 +109,35 @@ def test_ssim_of_an_image_with_itself_is_one_and_drops_for_noise() -> None:
     assert ssim_map(image, noisy, window).mean() < 0.9
 
 
+def test_gradient_similarity_ignores_a_brightness_shift_and_drops_only_where_edges_differ() -> None:
+    image = torch.rand(1, 3, 64, 64) * 2 - 1
+    assert torch.allclose(gradient_similarity(image, image), torch.ones(1, 1, 64, 64), atol=1e-5)
+    assert torch.allclose(gradient_similarity(image, image + 0.2), torch.ones(1, 1, 64, 64), atol=1e-4)
+    flat = torch.zeros(1, 3, 64, 64)
+    scratched = flat.clone()
+    scratched[:, :, 30:33, 8:56] = 0.8  # a thin bright line: edges where the good part has none
+    dissimilarity = 1.0 - gradient_similarity(flat, scratched)
+    assert dissimilarity[0, 0, 29, 32] > 0.5
+    assert dissimilarity[0, 0, 5, 5] < 1e-3 < dissimilarity[0, 0, 20, 32]  # coarse scales spread it a little
+
+
+def test_the_default_map_is_gradient_similarity_and_every_term_can_be_weighted() -> None:
+    config = AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16), bottleneck=8)
+    assert (config.gms_weight, config.ssim_weight, config.l2_weight) == (1.0, 0.0, 0.0)
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    other = image + 0.1 * torch.randn_like(image)
+    window = gaussian_kernel1d(1.5, radius=5)
+    expected = (0.5 * (1.0 - gradient_similarity(image, other, 3)) + 2.0 * (1.0 - ssim_map(image, other, window)).mean(
+        dim=1, keepdim=True) + 3.0 * ((image - other) ** 2).mean(dim=1, keepdim=True))
+    weighted = AutoencoderDetector(AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16), bottleneck=8,
+                                                     gms_weight=0.5, gms_scales=3, ssim_weight=2.0, l2_weight=3.0))
+    assert torch.allclose(weighted.error_map(image, other), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="not all 0"):
+        AutoencoderConfig(gms_weight=0.0)
+    with pytest.raises(ValueError, match="gms_scales"):
+        AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16), gms_scales=5)
+
+
 def test_inpainting_hides_every_pixel_exactly_once_per_cell_size_and_neighbours_stay_visible() -> None:
     config = AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16), bottleneck=8, inpaint_cells=(4, 8),
                                inpaint_sets=3)
@@ -174,3 +203,14 @@ def test_a_run_written_before_inpainting_is_rebuilt_for_one_plain_pass() -> None
     older = {k: v for k, v in current.items() if k not in ("inpaint_cells", "inpaint_sets", "map_norm",
                                                              "map_norm_floor")}
     assert build(older).config.inpaint_cells == ()
+
+
+def test_a_run_written_before_the_gradient_term_keeps_its_ssim_and_l2_map() -> None:
+    from training.fit_autoencoder import build
+
+    current = AutoencoderConfig(input_size=(32, 32), widths=(4, 8, 16), bottleneck=8, ssim_weight=1.0,
+                                l2_weight=1.0).to_dict()
+    assert build(current).config.gms_weight == 1.0
+    older = {k: v for k, v in current.items() if k not in ("gms_weight", "gms_scales")}
+    rebuilt = build(older).config
+    assert (rebuilt.gms_weight, rebuilt.ssim_weight, rebuilt.l2_weight) == (0.0, 1.0, 1.0)
