@@ -58,7 +58,7 @@ SCHEDULERS = ("cosine", "plateau", "step", "none")
 AMP_MODES = ("auto", "on", "off")
 CONFIG_KEYS: tuple[str, ...] = tuple(AutoencoderConfig.__dataclass_fields__)
 # map_norm: position is a mean over good images; 64 evenly spaced training images estimate it well
-# and, at 6 inpainting passes each, cost about 16 s on 2 cores instead of about 45 s for the bottle's 169
+# and, at 6 inpainting passes each, cost about 16 s on 2 cores instead of about 45 s for the bottle's 188
 MAP_NORM_IMAGES = 64
 
 
