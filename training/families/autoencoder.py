@@ -7,8 +7,7 @@ bottleneck at 16x16, three ``ConvTranspose2d`` upsampling blocks with skip conne
 widths and which skips exist are configurable); :class:`AutoencoderDetector` wraps it with the
 fixed post-processing that turns a reconstruction into the bundle contract: the per-pixel
 reconstruction error (gradient-similarity-, SSIM- and L2-based, weights configurable),
-Gaussian-smoothed, and the image
-score (its maximum or the mean of its top-k pixels). The fitting loop lives in
+Gaussian-smoothed, and the image score (its maximum or the mean of its top-k pixels). The fitting loop lives in
 :mod:`training.fit_autoencoder`, the loss in :mod:`training.ae_loss`.
 
 Grayscale data sets are handled explicitly: with ``in_channels: 1`` the network reconstructs one
@@ -48,9 +47,9 @@ class AutoencoderConfig:
     multi-scale gradient magnitude similarity over ``gms_scales`` halvings, on the channel mean),
     smoothed by a Gaussian of ``sigma`` input pixels and pooled by ``map_stride``; ``score`` is its
     ``max`` or the ``topk_mean`` of its ``topk`` largest pixels. The default map is MSGMS alone: on
-    bottle it beat SSIM + L2 at every smoothing and normalisation measured (docs/models.md), since
-    an inpainted reconstruction is right in its gradients where it is right at all, while its
-    intensities drift a little everywhere.
+    bottle it beat SSIM + L2 at every smoothing and normalisation measured (docs/models.md). The
+    likely reason (not measured apart): an inpainted cell's brightness drifts a little everywhere,
+    which L2 and SSIM count, while its edges are right wherever the part is good.
 
     ``inpaint_cells`` (empty: off, one plain pass) makes the model reconstruct by inpainting, as RIAD does
     (Zavrtanik et al., 2021): the image is cut into square cells of each listed size, the cells
