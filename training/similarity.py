@@ -56,24 +56,25 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range:
     return numerator / denominator
 
 
-def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """Per-channel gradient magnitude of ``x`` (B, C, H, W) with 3x3 Sobel kernels (replicate padding)."""
+def _gradient_magnitude(x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Per-channel magnitude of the gradient of ``x`` (B, C, H, W) along the 3x3 ``dx`` kernel and its transpose."""
     channels = x.shape[1]
-    gx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device)
-    kernels = torch.stack([gx, gx.T]).unsqueeze(1).repeat(channels, 1, 1, 1)  # (2C, 1, 3, 3)
+    kernels = torch.stack([dx, dx.T]).unsqueeze(1).repeat(channels, 1, 1, 1)  # (2C, 1, 3, 3)
     grads = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernels, groups=channels)
     grads = grads.view(x.shape[0], channels, 2, *x.shape[-2:])
     return torch.sqrt((grads * grads).sum(dim=2) + 1e-12)
 
 
+def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel gradient magnitude of ``x`` (B, C, H, W) with 3x3 Sobel kernels (replicate padding)."""
+    dx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device)
+    return _gradient_magnitude(x, dx)
+
+
 def prewitt_magnitude(x: torch.Tensor) -> torch.Tensor:
     """Gradient magnitude ``(B, 1, H, W)`` of the channel mean of ``x`` with 3x3 Prewitt kernels (replicate padding)."""
-    gray = x.mean(dim=1, keepdim=True)
-    row = torch.tensor([1.0, 0.0, -1.0], dtype=x.dtype, device=x.device)
-    gx = row.view(1, 3).expand(3, 3) / 3.0
-    kernels = torch.stack([gx, gx.T]).unsqueeze(1)  # (2, 1, 3, 3)
-    grads = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernels)
-    return torch.sqrt((grads * grads).sum(dim=1, keepdim=True) + 1e-12)
+    dx = torch.tensor([[1.0, 0.0, -1.0]] * 3, dtype=x.dtype, device=x.device) / 3.0
+    return _gradient_magnitude(x.mean(dim=1, keepdim=True), dx)
 
 
 def gradient_similarity(x: torch.Tensor, y: torch.Tensor, scales: int = 4, c: float = GMS_C) -> torch.Tensor:
