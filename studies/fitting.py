@@ -18,6 +18,7 @@ from training.coreset import CoresetSampler
 from training.data import list_train_images, split_train_validation
 from training.embedding import memory_bank
 from training.patchcore import PatchCore, PatchCoreConfig
+from training.scorer import fit_map_scale
 from training.train import input_spec_for
 
 
@@ -38,6 +39,7 @@ class FitSettings:
     sigma: float = 4.0
     coreset_ratio: float = 0.01
     map_stride: int = 4
+    wide_sigma: float = 32.0
     seed: int = 0
 
     @classmethod
@@ -53,7 +55,7 @@ class FitSettings:
     def config(self) -> PatchCoreConfig:
         return PatchCoreConfig(backbone=self.backbone, layers=self.layers, input_size=self.input_size,
                                coreset_ratio=self.coreset_ratio, pool_size=self.pool_size, sigma=self.sigma, context=self.context,
-                               map_stride=self.map_stride).resolved()
+                               map_stride=self.map_stride, wide_sigma=self.wide_sigma).resolved()
 
     def label(self, base: FitSettings | None = None) -> str:
         """The fields that differ from ``base`` (all when None), as ``name=value`` pairs."""
@@ -79,15 +81,18 @@ def spec_for(config: PatchCoreConfig, settings: FitSettings) -> InputSpec:
 
 def fit_in_memory(settings: FitSettings, data_dir: Path,
                   train_paths: list[Path] | None = None) -> tuple[PatchCore, InputSpec, dict[str, Any]]:
-    """Fit the model of ``settings`` on ``data_dir``'s training split (or ``train_paths``)."""
+    """Fit the model of ``settings`` on ``data_dir``'s training split (or ``train_paths``), its map
+    scale on the validation split, as ``edge-train`` does."""
     started = time.perf_counter()
     config = settings.config()
     spec = spec_for(config, settings)
-    paths = train_paths or split_train_validation(list_train_images(data_dir), 0.1, settings.seed).train
+    split = split_train_validation(list_train_images(data_dir), 0.1, settings.seed)
+    paths = train_paths or split.train
     model = PatchCore(config).eval()
     sampler = CoresetSampler(config.coreset_ratio, seed=settings.seed)
     bank, seconds = memory_bank(model, paths, spec, sampler, progress=False)
     model.set_memory_bank(bank)
+    fit_map_scale(model, spec, split.validation)
     seconds["total"] = time.perf_counter() - started
     seconds["bank_rows"] = int(bank.shape[0])
     return model, spec, seconds

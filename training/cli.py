@@ -36,7 +36,7 @@ FAMILY_SUMMARIES = {
     "autoencoder": "U-Net autoencoder trained on good images to inpaint hidden cells; gradient/SSIM/L2 reconstruction error",
 }
 DEFAULT_FAMILY = "patchcore"
-PATCHCORE_ONLY = ("resize", "tile_scale", "layers", "pool_size", "sigma", "tune", "max_latency_ms")
+PATCHCORE_ONLY = ("resize", "tile_scale", "layers", "pool_size", "sigma", "wide_sigma", "tune", "max_latency_ms")
 
 
 class UserError(click.ClickException):
@@ -131,6 +131,11 @@ def parse_sigma(value: str) -> float | None:
               "keeps small ones); auto: the best of training.smoothing's candidates (4 to 32) on the validation "
               "images with synthetic defects, recorded in run.yaml (measured: it does not pick what the real "
               "defects favour on magnetic_tile; docs/accuracy.md).")
+@click.option("--wide-sigma", type=click.FloatRange(min=0), default=None,
+              show_default="PatchCoreConfig.wide_sigma (32)",
+              help="Smoothing of the broad-defect map, in input pixels; the anomaly map is the larger of the fine "
+              "map and this one (distances clipped at the good images' 99th percentile first, both scaled on the "
+              "validation images). 0: the fine map alone, as before it existed (docs/accuracy.md).")
 @click.option("--tune", is_flag=True,
               help="Choose input size, resize rule, layers, aggregation and coreset ratio among a few candidates by "
               "held-out good images and synthetic defects; each candidate is exported and benchmarked (minutes).")
@@ -164,6 +169,7 @@ def main(
     layers: str,
     pool_size: int | None,
     sigma: str | None,
+    wide_sigma: float | None,
     tune: bool,
     max_latency_ms: float | None,
     val_fraction: float,
@@ -216,7 +222,8 @@ def main(
                 coreset_ratio=defaults.coreset_ratio if coreset_ratio is None else coreset_ratio,
                 map_stride=defaults.map_stride if map_stride is None else map_stride,
                 pool_size=defaults.pool_size if pool_size is None else pool_size,
-                sigma=defaults.sigma if fixed_sigma is None else fixed_sigma)
+                sigma=defaults.sigma if fixed_sigma is None else fixed_sigma,
+                wide_sigma=defaults.wide_sigma if wide_sigma is None else wide_sigma)
             rule = InputRule(size=size, resize=resize, tile_scale=tile_scale)
             with measure() as cost:
                 out = fit(data_dir, out_dir, config, val_fraction=val_fraction, seed=seed, device=device,

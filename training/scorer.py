@@ -9,12 +9,14 @@ so they need the bundle's figures from the torch model: the same windows
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from edge.model.imageio import read_image
 from edge.model.layout import FrameLayout, cover_frame, stitch
 from edge.model.preprocess import InputSpec, prepare
 from training.embedding import embedder_for
@@ -49,7 +51,7 @@ class TorchScorer:
     def finish(self, distances: torch.Tensor, layout: FrameLayout) -> tuple[float, np.ndarray]:
         """Frame score and frame-pixel map from :meth:`distances`, with the model's current smoothing."""
         with torch.no_grad():
-            maps = self.model.blur(distances)
+            maps = self.model.post_process(distances)
         maps_np = maps.cpu().numpy()[:, 0]
         stride = self.spec.height // maps_np.shape[1]
         if layout.is_identity_crop:
@@ -59,3 +61,16 @@ class TorchScorer:
             frame, score = cover_frame(stitched, layout, stride), float(stitched.max())
         height, width = layout.frame
         return score, cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def fit_map_scale(model: PatchCore, spec: InputSpec, images: Sequence[Path]) -> int:
+    """Fit ``model``'s map scale (:meth:`PatchCore.fit_map_scale`) on held-out good ``images``, seen as
+    the Inspector sees them (every window of every frame). Returns how many images were used (0
+    when the model has no wide map)."""
+    if model.config.wide_sigma <= 0:
+        return 0
+    if not images:
+        raise ValueError("the wide map's scale needs at least one held-out good image")
+    scorer = TorchScorer(model, spec)
+    model.fit_map_scale(torch.cat([scorer.distances(read_image(path))[0] for path in images]))
+    return len(images)

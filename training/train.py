@@ -29,6 +29,7 @@ from training.data import list_train_images, split_train_validation
 from training.embedding import DEFAULT_BATCH_SIZE, iter_embeddings, memory_bank
 from training.inputs import InputRule
 from training.patchcore import PatchCore, PatchCoreConfig
+from training.scorer import fit_map_scale
 from training.smoothing import choose_sigma
 from training.tune import TuneOptions, settle
 
@@ -116,6 +117,11 @@ def fit(
         _, records["smoothing"] = choose_sigma(model, spec, split.validation, seed)
         config = model.config
         timings["smoothing"] = time.perf_counter() - tick
+    if config.wide_sigma > 0:  # the validation images are good and never in the bank
+        tick = time.perf_counter()
+        records["map_scale"] = {"images": fit_map_scale(model, spec, split.validation),
+                                "values": [round(float(v), 6) for v in model.map_scale]}
+        timings["map_scale"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     out = Path(out_dir).expanduser().resolve()
@@ -225,7 +231,7 @@ def load_run(run_dir: str | Path) -> tuple[PatchCore, dict[str, Any]]:
     if not isinstance(checkpoint, dict) or not {"config", "input_spec", "state_dict"} <= set(checkpoint):
         raise RunError(f"{path}: missing config, input_spec or state_dict")
     try:
-        config = PatchCoreConfig.from_dict(checkpoint["config"])
+        config = PatchCoreConfig.from_saved(checkpoint["config"])
         # The state dict holds the backbone weights too: no pretrained weights needed here.
         model = PatchCore(config, pretrained=False)
         model.load_state_dict(checkpoint["state_dict"], strict=True)

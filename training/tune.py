@@ -42,7 +42,7 @@ from training.coreset import CoresetSampler
 from training.embedding import memory_bank
 from training.inputs import SIDE_MULTIPLE, InputRule, choose
 from training.patchcore import PatchCore, PatchCoreConfig
-from training.scorer import TorchScorer
+from training.scorer import TorchScorer, fit_map_scale
 from training.synthetic_defects import DEFECT_KINDS, make_defect
 
 log = logging.getLogger(__name__)
@@ -159,11 +159,13 @@ def synthetic_scores(model: PatchCore, spec: InputSpec, synthetic: SyntheticSet)
     return {"image_auroc": image_auroc, "pixel_auroc": pixel_auroc, "key": (image_auroc + pixel_auroc) / 2}
 
 
-def fit_candidate(candidate: Candidate, paths: Sequence[Path], seed: int) -> PatchCore:
+def fit_candidate(candidate: Candidate, paths: Sequence[Path], holdout: Sequence[Path], seed: int) -> PatchCore:
+    """The candidate's model: its bank from ``paths``, its map scale from the good ``holdout`` images."""
     model = PatchCore(candidate.config).eval()
     sampler = CoresetSampler(candidate.config.coreset_ratio, seed=seed)
     bank, _ = memory_bank(model, paths, candidate.spec, sampler, progress=False)
     model.set_memory_bank(bank)
+    fit_map_scale(model, candidate.spec, holdout)
     return model
 
 
@@ -224,7 +226,7 @@ def tune(paths: Sequence[Path], frames_dir: Path, config: PatchCoreConfig, spec:
     rows: list[dict[str, Any]] = []
     models: dict[str, tuple[PatchCore, Candidate]] = {}
     for candidate in tqdm(options, desc="tune", unit="candidate", disable=not progress):
-        model = fit_candidate(candidate, fit_paths, seed)
+        model = fit_candidate(candidate, fit_paths, holdout, seed)
         if on_fitted is not None:
             on_fitted(candidate, model)
         rows.append({"name": candidate.name, "settings": candidate.settings(),

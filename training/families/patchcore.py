@@ -44,6 +44,11 @@ def describe(model: torch.nn.Module, run: Mapping[str, Any]) -> dict[str, Any]:
 
 def map_meaning(config: Mapping[str, Any]) -> str:
     stride = int(config.get("map_stride", 1))
-    return (f"anomaly score per {stride}x{stride} input pixels (map_stride {stride}): nearest-neighbour patch "
-            "distance to the memory bank, upsampled bilinearly and Gaussian-smoothed (raw units, not normalised); "
-            "region boxes are scaled to image pixels")
+    head = (f"anomaly score per {stride}x{stride} input pixels (map_stride {stride}): nearest-neighbour patch "
+            "distance to the memory bank, upsampled bilinearly and Gaussian-smoothed")
+    if float(config.get("wide_sigma", 0.0)) > 0:
+        return (f"{head}, and the maximum of that fine map and a wide one (the distances clipped at the held-out "
+                f"good images' 99th percentile, smoothed at sigma {config['wide_sigma']:g}), each in units of "
+                "the good images' scale (0: their median, 1: their 99th percentile); region boxes are scaled to "
+                "image pixels")
+    return f"{head} (raw units, not normalised); region boxes are scaled to image pixels"

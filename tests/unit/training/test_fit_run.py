@@ -33,7 +33,8 @@ def test_fit_on_a_few_bottle_images_writes_a_run_that_loads_and_scores(
     assert run["device"] == "cpu" and run["seed"] == 1
     assert run["config"]["layers"] == list(BACKBONES["mobilenet_v2"].default_layers)
     assert run["memory_bank_shape"][0] == round(10 * 16 * 16 * 0.05)
-    assert set(run["seconds"]) >= {"embedding", "coreset"}
+    assert set(run["seconds"]) >= {"embedding", "coreset", "map_scale"}
+    assert run["config"]["wide_sigma"] == PatchCoreConfig().wide_sigma and run["map_scale"]["images"] == 21
     assert set(run["versions"]) == {"python", "torch", "torchvision", "timm"}
 
     checkpoint = torch.load(out / "model.pt", weights_only=True)
@@ -45,6 +46,7 @@ def test_fit_on_a_few_bottle_images_writes_a_run_that_loads_and_scores(
     model, loaded = load_run(out)
     assert loaded == run and not model.training
     assert tuple(model.memory_bank.shape) == tuple(run["memory_bank_shape"])
+    assert model.combines_maps and model.map_scale.tolist() == pytest.approx(run["map_scale"]["values"], abs=1e-5)
     good = torch.from_numpy(load_input(Path(run["validation_images"][0]), spec))
     broken = torch.from_numpy(load_input(bottle / "test" / "broken_large" / "000.png", spec))
     with torch.no_grad():
@@ -101,3 +103,12 @@ def test_the_cli_names_the_training_defaults_it_cannot_import_for_help() -> None
 
     assert tuple(cli.BACKBONE_NAMES) == tuple(SUPPORTED_BACKBONES)
     assert cli.DEFAULT_BATCH_SIZE == DEFAULT_BATCH_SIZE
+
+
+def test_edge_train_wide_sigma_0_writes_the_fine_map_alone(bottle: Path, torch_home: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--data", str(bottle), "--out", str(tmp_path / "run"), "--input-size", "96",
+                                       "--coreset-ratio", "0.05", "--max-images", "4", "--wide-sigma", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    model, run = load_run(tmp_path / "run")
+    assert run["config"]["wide_sigma"] == 0.0 and "map_scale" not in run and "map_scale" not in run["seconds"]
+    assert not model.combines_maps
