@@ -121,8 +121,9 @@ def build_bundle(
     if out.exists() and not overwrite:
         raise ExportError(f"{out}: already exists (pass --overwrite to replace it)")
     model, run = load_run(run_dir)
+    family = family_of(run_dir)
     if map_stride is not None:
-        model.set_map_stride(map_stride)
+        family.set_map_stride(model, run, map_stride)
     # The config the graph is made from (runs saved before a field existed get its default).
     run = {**run, "config": model.config.to_dict()}
     spec = InputSpec.from_dict(run["input_spec"])
@@ -135,7 +136,6 @@ def build_bundle(
         export_onnx(model, spec.height, spec.width, staging / graph_name, dynamic_batch=spec.resize == "tile")
         export_seconds = time.perf_counter() - started
         train_manifest = _write_train_manifest(staging, run)
-        family = family_of(run_dir)
         manifest = _bundle_manifest(run, spec, graph_name, train_manifest,
                                     _hash_files(staging, [graph_name, train_manifest]),
                                     ExportRecord(seconds=round(export_seconds, 2), created=_now()),

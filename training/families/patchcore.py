@@ -14,9 +14,11 @@ from typing import Any
 
 import torch
 
+from edge.model.preprocess import InputSpec
 from training import train
-from training.patchcore import PatchCoreConfig
+from training.patchcore import PatchCore, PatchCoreConfig
 from training.runs import TrainRequest
+from training.scorer import fit_map_scale
 
 CONFIG_KEYS: tuple[str, ...] = tuple(PatchCoreConfig.__dataclass_fields__)
 DEFAULT_BATCH_SIZE = 8
@@ -40,6 +42,14 @@ def describe(model: torch.nn.Module, run: Mapping[str, Any]) -> dict[str, Any]:
     config = run["config"]
     return {"family": "patchcore", "backbone": config["backbone"], "config": dict(config),
             "memory_bank": run.get("memory_bank_shape")}
+
+
+def set_map_stride(model: torch.nn.Module, run: Mapping[str, Any], map_stride: int) -> None:
+    """Change the map's resolution; the wide map's scale, fitted at the old one, is fitted again on
+    the run's validation images (a no-op without the wide map)."""
+    assert isinstance(model, PatchCore)
+    model.set_map_stride(map_stride)
+    fit_map_scale(model, InputSpec.from_dict(run["input_spec"]), [Path(p) for p in run.get("validation_images") or []])
 
 
 def map_meaning(config: Mapping[str, Any]) -> str:

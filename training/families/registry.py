@@ -6,7 +6,8 @@ model (what export turns into the graph) and a fitting loop elsewhere in :mod:`t
 run directory and exported graph obey the same contract (``model.pt`` + ``run.yaml``; one graph
 from the preprocessed ``1x3xHxW`` image to ``anomaly_map`` ``[1, 1, h, w]`` and ``score``
 ``[1]``), so export, calibration and the edge need no family-specific code: export asks the
-family only for the ``model:`` section of ``bundle.yaml`` and what the map and score mean.
+family only for the ``model:`` section of ``bundle.yaml``, what the map and score mean, and to
+change a run's map resolution.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class Family:
     ``fit`` trains a run directory from a request; ``load`` reads one back as (CPU model in eval
     mode, ``run.yaml`` dict); ``describe`` gives the ``model:`` section of ``bundle.yaml`` and
     ``map_meaning`` the sentence ``outputs.anomaly_map.meaning`` carries. ``config_keys`` and
-    ``train_keys`` are what ``--set`` and presets may override.
+    ``train_keys`` are what ``--set`` and presets may override. ``set_map_stride`` changes a loaded
+    run's map resolution for export (the model's own method, unless the family fitted something at
+    the old resolution that must be fitted again).
     """
 
     name: str
@@ -45,6 +48,8 @@ class Family:
     config_keys: tuple[str, ...]
     train_keys: tuple[str, ...] = ()
     score_meaning: Callable[[Mapping[str, Any]], str] = lambda config: MAX_SCORE
+    set_map_stride: Callable[[torch.nn.Module, Mapping[str, Any], int], None] = (
+        lambda model, run, map_stride: model.set_map_stride(map_stride))
 
 
 def _describe_padim(model: torch.nn.Module, run: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,6 +100,7 @@ FAMILIES: dict[str, Family] = {
         describe=patchcore.describe,
         map_meaning=patchcore.map_meaning,
         config_keys=patchcore.CONFIG_KEYS,
+        set_map_stride=patchcore.set_map_stride,
     ),
     "padim": Family(
         name="padim",

@@ -63,6 +63,8 @@ def test_map_stride_override_exports_the_map_it_declares_and_still_matches_torch
     from edge.model.engines import RuntimeOptions
     from edge.model.imageio import read_image
     from edge.model.inspector import Inspector
+    from training.families.registry import family_of, load_run
+    from training.scorer import TorchScorer
 
     out = build_bundle(tiny_run, tmp_path / f"s{stride}", map_stride=stride)
     bundle = load_bundle(out, require_thresholds=False)
@@ -73,10 +75,16 @@ def test_map_stride_override_exports_the_map_it_declares_and_still_matches_torch
     assert parity.max_rel_score_diff <= parity.tolerance
     calibrate(out, allow_few=True)
     image = read_image(min((bottle / "test" / "broken_large").glob("*.png")))
+    # The graph is the run's model at the new stride with its wide-map scale fitted again at it.
+    model, run = load_run(tiny_run)
+    family_of(tiny_run).set_map_stride(model, run, stride)
+    assert model.combines_maps
+    torch_score, _ = TorchScorer(model, bundle.spec)(image)
     for backend in ("onnxruntime", "openvino"):
         inspection = Inspector(load_bundle(out), backend=backend,
                                options=RuntimeOptions(threads=1, cache=False)).inspect(image)
         assert inspection.anomaly_map.shape == size
+        assert inspection.score == pytest.approx(torch_score, rel=1e-3)
         for region in inspection.regions:  # boxes are in image pixels whatever the map's size
             assert 0 <= region.x < image.shape[1] and region.x + region.w <= image.shape[1] + 1
             assert 0 <= region.y < image.shape[0] and region.y + region.h <= image.shape[0] + 1
